@@ -1,0 +1,3 @@
+"""drkit: disaster-recovery runbooks as code."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,111 @@
+"""The one exception tree of drkit, and the exit code each error leaves with.
+
+Every error a user can cause or meet is a DrkitError. Its message says what is
+wrong and what to do. The CLI maps errors to exit codes in exactly one place
+(drkit.cli), using ``exit_code`` from here; nothing else calls sys.exit.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    """Documented process exit codes (README, "Exit codes")."""
+
+    OK = 0
+    INTERNAL = 1  # a bug in drkit: an unexpected exception
+    BAD_INPUT = 2  # bad runbook, parameters, environment or command line
+    PREFLIGHT_FAILED = 3  # read-only checks found the run cannot start safely
+    STEP_FAILED = 4  # a step failed; the run can be resumed
+    LOCK_HELD = 5  # another run holds the environment's lock
+    TARGET_MISSED = 6  # the run completed but an RTO or RPO target was missed
+    APPROVAL_REQUIRED = 7  # an approval gate with no terminal and no --yes
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM: journaled, lock released, resumable
+
+
+class DrkitError(Exception):
+    """Base of every error drkit reports to a user."""
+
+    exit_code = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class ConfigError(DrkitError):
+    """Bad input: a runbook, an environment, parameters or arguments.
+
+    ``problems`` holds every problem found, each already prefixed with its dotted
+    path (``steps[3].ansible.limit: ...``), so all of them are reported at once.
+    """
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(
+        self, message: str, *, problems: list[str] | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = list(problems or [])
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.problems:
+            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        return text
+
+
+class PreflightFailed(DrkitError):
+    """One or more read-only preflight checks failed; nothing was changed."""
+
+    exit_code = ExitCode.PREFLIGHT_FAILED
+
+    def __init__(self, message: str, *, findings: list[str] | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.findings = list(findings or [])
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.findings:
+            text += "\n" + "\n".join(f"  - {f}" for f in self.findings)
+        return text
+
+
+class StepFailed(DrkitError):
+    """A step failed. The run stopped and can be resumed."""
+
+    exit_code = ExitCode.STEP_FAILED
+
+
+class LockHeld(DrkitError):
+    """Another run holds the environment's lock (or a stale lock needs breaking)."""
+
+    exit_code = ExitCode.LOCK_HELD
+
+
+class TargetMissed(DrkitError):
+    """The run completed, but an RTO or RPO target was missed."""
+
+    exit_code = ExitCode.TARGET_MISSED
+
+
+class ApprovalRequired(DrkitError):
+    """An approval gate cannot be passed: no terminal to ask and no --yes."""
+
+    exit_code = ExitCode.APPROVAL_REQUIRED
+
+
+class Interrupted(DrkitError):
+    """The operator interrupted the run (Ctrl-C or SIGTERM)."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+class LabError(DrkitError):
+    """The lab could not be built, reached or torn down."""
+
+    exit_code = ExitCode.INTERNAL
