@@ -1,0 +1,3 @@
+"""Idempotent Python actions. Importing this package registers every built-in action."""
+
+from drkit.actions import local  # noqa: F401

@@ -1,0 +1,224 @@
+"""An environment: an Ansible inventory directory plus drkit's settings for it.
+
+``inventory/<env>/`` is what Ansible reads; ``group_vars/all/drkit.yml`` (key
+``drkit:``) tells drkit the regions, the AWS endpoint, the lock backend, the
+notification channels and per-runbook target overrides. Every problem in the
+settings is reported at once with its dotted path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drkit.durations import parse_duration
+from drkit.errors import ConfigError
+from drkit.project import Project
+from drkit.redact import is_secret_key, register_secret
+
+SETTINGS_FILE = Path("group_vars/all/drkit.yml")
+DEFAULT_ENV = "lab"
+
+_TOP_KEYS = {
+    "estate", "aws", "control_region", "terraform", "regions", "dns", "targets",
+    "notify", "lock", "lab",
+}
+_REGION_ROLES = {"primary", "hot-standby", "warm-standby", "standby"}
+_CHANNEL_TYPES = {"file", "stdout", "webhook"}
+_LOCK_BACKENDS = {"file", "dynamodb"}
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A loaded, validated environment."""
+
+    name: str
+    path: Path
+    settings: dict[str, Any]
+
+    @property
+    def inventory(self) -> Path:
+        return self.path
+
+    @property
+    def regions(self) -> dict[str, dict[str, Any]]:
+        return self.settings.get("regions", {})
+
+    def region(self, name: str) -> dict[str, Any]:
+        """Settings of one region by its logical name, or a ConfigError naming the known ones."""
+        try:
+            return self.regions[name]
+        except KeyError:
+            known = ", ".join(sorted(self.regions)) or "none"
+            raise ConfigError(
+                f"unknown region '{name}' in environment {self.name}",
+                hint=f"use one of: {known}",
+            ) from None
+
+    def process_env(self) -> dict[str, str]:
+        """Environment variables through which boto3, Terraform and Ansible reach
+        this estate's AWS APIs (endpoint, credentials, default region)."""
+        aws = self.settings.get("aws", {})
+        out: dict[str, str] = {}
+        if aws.get("endpoint_url"):
+            out["AWS_ENDPOINT_URL"] = str(aws["endpoint_url"])
+        for key, value in (aws.get("env") or {}).items():
+            out[str(key)] = str(value)
+        if "control_region" in self.settings:
+            out.setdefault("AWS_DEFAULT_REGION", str(self.settings["control_region"]))
+            out.setdefault("AWS_REGION", out["AWS_DEFAULT_REGION"])
+        return out
+
+    def targets_for(self, runbook_id: str) -> dict[str, float]:
+        """Per-runbook target overrides in seconds: {'rto': .., 'rpo': ..} (possibly empty)."""
+        raw = (self.settings.get("targets") or {}).get(runbook_id) or {}
+        return {k: parse_duration(v) for k, v in raw.items()}
+
+    def template_context(self) -> dict[str, Any]:
+        """What runbook templates see as ``env``."""
+        return {"name": self.name, **self.settings}
+
+
+def load_environment(project: Project, ref: str | None = None) -> Environment:
+    """Load ``ref`` (a name under inventory/, or a path to an inventory directory;
+    default DRKIT_ENV, then 'lab')."""
+    ref = ref or os.environ.get("DRKIT_ENV") or DEFAULT_ENV
+    candidate = Path(ref)
+    path = candidate if candidate.is_dir() and ("/" in ref or candidate.is_absolute()) \
+        else project.inventory_dir / ref
+    if not path.is_dir():
+        known = sorted(p.name for p in project.inventory_dir.glob("*") if p.is_dir())
+        raise ConfigError(
+            f"unknown environment '{ref}': {path} does not exist",
+            hint=f"use --env with one of: {', '.join(known) or 'none'} (or DRKIT_ENV)",
+        )
+    settings_path = path / SETTINGS_FILE
+    if not settings_path.is_file():
+        raise ConfigError(
+            f"environment '{ref}' has no drkit settings: {settings_path} is missing",
+            hint="create it with a top-level `drkit:` mapping (see docs/internals.md)",
+        )
+    try:
+        doc = yaml.safe_load(settings_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{settings_path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("drkit"), dict):
+        raise ConfigError(
+            f"{settings_path}: expected a top-level `drkit:` mapping",
+            hint="put drkit's settings under the key `drkit:`",
+        )
+    settings = doc["drkit"]
+    problems = validate_settings(settings)
+    if problems:
+        raise ConfigError(
+            f"environment '{ref}' has {len(problems)} problem(s) in {settings_path}",
+            problems=problems,
+        )
+    _register_secrets(settings)
+    return Environment(name=path.name, path=path.resolve(), settings=settings)
+
+
+def _register_secrets(node: Any, key: str = "") -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _register_secrets(v, str(k))
+    elif isinstance(node, list):
+        for v in node:
+            _register_secrets(v, key)
+    elif key and is_secret_key(key):
+        register_secret(node)
+
+
+def validate_settings(s: dict[str, Any]) -> list[str]:
+    """Every problem in a settings mapping, each prefixed with its dotted path."""
+    problems: list[str] = []
+
+    def need_map(value: Any, path: str) -> bool:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {type(value).__name__}")
+            return False
+        return True
+
+    def unknown(mapping: dict, allowed: set[str], path: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                problems.append(
+                    f"{path}.{key}: unknown key; expected one of: {', '.join(sorted(allowed))}"
+                )
+
+    unknown(s, _TOP_KEYS, "drkit")
+    if "aws" in s and need_map(s["aws"], "drkit.aws"):
+        unknown(s["aws"], {"endpoint_url", "env"}, "drkit.aws")
+        if "env" in s["aws"]:
+            need_map(s["aws"]["env"], "drkit.aws.env")
+    regions = s.get("regions")
+    if regions is None:
+        problems.append("drkit.regions: missing; list the estate's regions")
+    elif need_map(regions, "drkit.regions"):
+        primaries = []
+        for name, region in regions.items():
+            path = f"drkit.regions.{name}"
+            if not need_map(region, path):
+                continue
+            unknown(region, {"cloud_region", "role", "zones"}, path)
+            if not isinstance(region.get("cloud_region"), str):
+                problems.append(f"{path}.cloud_region: missing or not a string")
+            role = region.get("role")
+            if role not in _REGION_ROLES:
+                problems.append(
+                    f"{path}.role: {role!r} is not one of {', '.join(sorted(_REGION_ROLES))}"
+                )
+            if role == "primary":
+                primaries.append(name)
+            zones = region.get("zones", [])
+            if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones):
+                problems.append(f"{path}.zones: expected a list of zone names")
+        if len(primaries) != 1:
+            problems.append(
+                f"drkit.regions: exactly one region must have role primary, found "
+                f"{len(primaries)} ({', '.join(primaries) or 'none'})"
+            )
+    for name, tgt in (s.get("targets") or {}).items():
+        path = f"drkit.targets.{name}"
+        if not need_map(tgt, path):
+            continue
+        unknown(tgt, {"rto", "rpo"}, path)
+        for key in ("rto", "rpo"):
+            if key in tgt:
+                try:
+                    parse_duration(tgt[key])
+                except ValueError as exc:
+                    problems.append(f"{path}.{key}: {exc}")
+    notify = s.get("notify")
+    if notify is not None and need_map(notify, "drkit.notify"):
+        unknown(notify, {"channels"}, "drkit.notify")
+        for name, ch in (notify.get("channels") or {}).items():
+            path = f"drkit.notify.channels.{name}"
+            if not need_map(ch, path):
+                continue
+            if ch.get("type") not in _CHANNEL_TYPES:
+                problems.append(
+                    f"{path}.type: {ch.get('type')!r} is not one of "
+                    f"{', '.join(sorted(_CHANNEL_TYPES))}"
+                )
+            if ch.get("type") == "file" and not ch.get("path"):
+                problems.append(f"{path}.path: missing; a file channel needs a path")
+            if ch.get("type") == "webhook" and not ch.get("url"):
+                problems.append(f"{path}.url: missing; a webhook channel needs a url")
+    lock = s.get("lock")
+    if lock is not None and need_map(lock, "drkit.lock"):
+        if lock.get("backend", "file") not in _LOCK_BACKENDS:
+            problems.append(
+                f"drkit.lock.backend: {lock.get('backend')!r} is not one of "
+                f"{', '.join(sorted(_LOCK_BACKENDS))}"
+            )
+        if lock.get("backend") == "dynamodb" and not lock.get("table"):
+            problems.append("drkit.lock.table: missing; the dynamodb backend needs a table")
+    for key in ("terraform", "dns", "lab"):
+        if key in s:
+            need_map(s[key], f"drkit.{key}")
+    return problems
