@@ -1,0 +1,243 @@
+"""Run Ansible playbooks through ansible-runner and return a DriverResult.
+
+ansible-runner streams one event per task and host (DESIGN.md: ~0.1 s over the
+CLI); drkit turns each into a compact event for the live display and journal,
+and gathers the run's stats, changed tasks and failures into the result. A failed
+playbook is a result with ``ok=False``, never an exception.
+
+Secrets: extra vars go to ansible through the runner's ``env/extravars`` file in
+the private data dir (``-e @file``), never on the command line, and that file
+(with ``env/envvars``, which may hold cloud credentials) is deleted after the
+run, so run directories hold no secrets. Tasks marked ``no_log`` are already
+censored by Ansible in every event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from drkit.drivers.result import DriverResult, last_lines
+
+#: Environment every playbook runs with: no prompts, no clutter, plain text.
+BASE_ENVVARS: dict[str, str] = {
+    "ANSIBLE_HOST_KEY_CHECKING": "False",
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_NOCOLOR": "1",
+    "ANSIBLE_FORCE_COLOR": "0",
+}
+
+#: set_stats key under which a play hands data to later runbook steps.
+OUTPUTS_KEY = "drkit_outputs"
+
+# Files ansible-runner writes into <private_data_dir>/env from its kwargs. It only
+# writes them when absent and otherwise reuses them, so stale ones from an earlier
+# run would silently win: they are removed before and after every run.
+_ENV_FILES = ("extravars", "envvars", "cmdline", "passwords", "settings", "ssh_key")
+
+_STAT_KEYS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
+              "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
+
+
+def runner_kwargs(
+    *,
+    playbook: str,
+    inventory: str,
+    private_data_dir: str,
+    limit: str | None = None,
+    extra_vars: Mapping[str, Any] | None = None,
+    tags: Iterable[str] = (),
+    check: bool = False,
+    diff: bool = False,
+    verbosity: int = 0,
+    envvars: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``ansible_runner.run`` (pure; no file is touched).
+
+    ``envvars`` are added to (and may override) BASE_ENVVARS. ``timeout`` is in
+    seconds (the runner counts whole seconds; at least 1); the runner then kills
+    the playbook and reports status "timeout".
+    """
+    flags: list[str] = []
+    if check:
+        flags.append("--check")
+    if diff:
+        flags.append("--diff")
+    tags = list(tags)
+    if tags:
+        flags += ["--tags", ",".join(tags)]
+    kwargs: dict[str, Any] = {
+        "private_data_dir": private_data_dir,
+        "playbook": playbook,
+        "inventory": inventory,
+        "quiet": True,
+        "json_mode": False,
+        "envvars": {**BASE_ENVVARS, **dict(envvars or {})},
+    }
+    if flags:
+        kwargs["cmdline"] = shlex.join(flags)
+    if limit:
+        kwargs["limit"] = limit
+    if extra_vars:
+        kwargs["extravars"] = dict(extra_vars)
+    if verbosity:
+        kwargs["verbosity"] = verbosity
+    if timeout is not None:
+        kwargs["timeout"] = max(1, round(timeout))
+    return kwargs
+
+
+def _compact(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The compact form of a runner event, or None for events drkit ignores."""
+    kind = event.get("event")
+    data = event.get("event_data") or {}
+    res = data.get("res") or {}
+    base = {"host": data.get("host"), "task": data.get("task"), "msg": None}
+    if kind == "playbook_on_play_start":
+        return {**base, "type": "play_start", "task": None, "msg": data.get("play")}
+    if kind == "playbook_on_task_start":
+        return {**base, "type": "task_start"}
+    if kind == "runner_on_ok":
+        return {**base, "type": "task_changed" if res.get("changed") else "task_ok",
+                "msg": _message(res) if res.get("changed") else None}
+    if kind == "runner_on_failed":
+        kind_name = "task_failed" if not data.get("ignore_errors") else "task_ok"
+        return {**base, "type": kind_name, "msg": _message(res)}
+    if kind == "runner_on_skipped":
+        return {**base, "type": "task_skipped"}
+    if kind == "runner_on_unreachable":
+        return {**base, "type": "unreachable", "msg": _message(res)}
+    return None
+
+
+def _message(res: Mapping[str, Any]) -> str | None:
+    """The most useful one-line explanation in a task result."""
+    if res.get("censored"):
+        return str(res["censored"])
+    for key in ("msg", "stderr", "stdout", "reason"):
+        value = res.get(key)
+        if value:
+            text = str(value).strip()
+            return text if len(text) <= 2000 else text[:2000] + "..."
+    if res.get("rc") not in (None, 0):
+        return f"rc={res['rc']}"
+    return None
+
+
+def _clean_env_files(private_data_dir: Path) -> None:
+    for name in _ENV_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (private_data_dir / "env" / name).unlink()
+
+
+def run_playbook(
+    playbook: Path,
+    *,
+    inventory: Path | str,
+    private_data_dir: Path,
+    limit: str | None = None,
+    extra_vars: Mapping[str, Any] | None = None,
+    tags: Iterable[str] = (),
+    check: bool = False,
+    diff: bool = False,
+    env: Mapping[str, str] | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    timeout: float | None = None,
+    verbosity: int = 0,
+) -> DriverResult:
+    """Run ``playbook`` with ansible-runner; artifacts stay under ``private_data_dir``.
+
+    ``outputs``: ``{"stats": {host: {ok, changed, failed, unreachable, skipped,
+    rescued, ignored}}, "facts": {host: {...}}}`` where ``facts`` holds whatever a
+    task published with ``ansible.builtin.set_stats: {data: {drkit_outputs: {...}}}``.
+    ``changes``: ``[{host, task, diff?}]`` per changed task (in check mode: what
+    would change). ``tail``: the failed tasks' messages, then the last output lines.
+    ``inventory`` is a path or an inventory source string (e.g. ``"localhost,"``).
+    """
+    private_data_dir = Path(private_data_dir).resolve()
+    private_data_dir.mkdir(parents=True, exist_ok=True)
+    playbook = Path(playbook).resolve()
+    inv = str(Path(inventory).resolve()) if isinstance(inventory, Path) else inventory
+    kwargs = runner_kwargs(
+        playbook=str(playbook), inventory=inv, private_data_dir=str(private_data_dir),
+        limit=limit, extra_vars=extra_vars, tags=tags, check=check, diff=diff,
+        verbosity=verbosity, envvars=env, timeout=timeout,
+    )
+
+    stats: dict[str, dict[str, int]] = {}
+    facts: dict[str, dict[str, Any]] = {}
+    changes: list[dict[str, Any]] = []
+    failures: list[str] = []
+
+    def handle(event: dict) -> bool:
+        kind = event.get("event")
+        data = event.get("event_data") or {}
+        res = data.get("res") or {}
+        if kind == "runner_on_ok":
+            published = (res.get("ansible_stats") or {}).get("data") or {}
+            if isinstance(published.get(OUTPUTS_KEY), Mapping):
+                facts.setdefault(data.get("host"), {}).update(published[OUTPUTS_KEY])
+            if res.get("changed"):
+                change = {"host": data.get("host"), "task": data.get("task")}
+                if res.get("diff"):
+                    change["diff"] = res["diff"]
+                changes.append(change)
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
+                "ignore_errors"):
+            what = "unreachable" if kind == "runner_on_unreachable" else "failed"
+            failures.append(f"{what}: {data.get('host')} | {data.get('task')} | "
+                            f"{_message(res) or ''}".rstrip(" |"))
+        elif kind == "playbook_on_stats":
+            for key, name in _STAT_KEYS.items():
+                for host, count in (data.get(key) or {}).items():
+                    stats.setdefault(host, {n: 0 for n in _STAT_KEYS.values()})[name] = count
+        compact = _compact(event)
+        if compact is not None and on_event is not None:
+            on_event(compact)
+        return True  # keep the event in the runner's artifacts
+
+    _clean_env_files(private_data_dir)
+    try:
+        runner = ansible_runner.run(event_handler=handle, **kwargs)
+        status, rc = runner.status, runner.rc
+        stdout_lines = _read_stdout(runner)
+    except Exception as exc:  # a driver reports, the engine decides (STYLE.md)
+        return DriverResult(ok=False, rc=-1, summary=f"playbook could not run: {exc}",
+                            tail=[f"{type(exc).__name__}: {exc}"])
+    finally:
+        _clean_env_files(private_data_dir)
+
+    totals = {n: sum(h[n] for h in stats.values()) for n in ("ok", "changed", "failed",
+                                                            "unreachable")}
+    summary = (f"playbook: ok={totals['ok']} changed={totals['changed']} "
+               f"failed={totals['failed']}")
+    if totals["unreachable"]:
+        summary += f" unreachable={totals['unreachable']}"
+    if check:
+        summary += " (check mode)"
+    ok = status == "successful" and rc == 0
+    if status == "timeout":
+        summary = f"playbook: timed out after {timeout:g}s"
+    elif not ok and not failures and status != "successful":
+        summary = f"playbook {status}: rc={rc}"
+    tail = [] if ok else failures[-10:] + last_lines(stdout_lines, 20 - len(failures[-10:]))
+    artifact_dir = Path(runner.config.artifact_dir)
+    log_path = artifact_dir / "stdout"
+    return DriverResult(
+        ok=ok, rc=rc if rc is not None else -1, summary=summary,
+        outputs={"stats": stats, "facts": facts}, changes=changes,
+        log_path=log_path if log_path.exists() else artifact_dir, tail=tail,
+    )
+
+
+def _read_stdout(runner: Any) -> list[str]:
+    try:
+        return runner.stdout.read().splitlines()
+    except (OSError, AttributeError, ValueError):
+        return []
