@@ -1,0 +1,241 @@
+# One region of a DR estate: network, hosts per role, backup bucket, key and secrets.
+#
+# The module knows nothing about where it runs: the caller's provider decides the
+# cloud region and endpoint (AWS, or the lab's moto server).
+
+data "aws_region" "current" {}
+
+locals {
+  prefix = "${var.estate}-${var.name}"
+
+  # n-th zone (from 1) -> 10.<r>.<n>.0/24 inside a 10.<r>.0.0/16.
+  subnet_newbits = 24 - tonumber(split("/", var.vpc_cidr)[1])
+  subnet_cidrs   = { for i, zone in var.zones : zone => cidrsubnet(var.vpc_cidr, local.subnet_newbits, i + 1) }
+
+  roles = toset(["db", "app"])
+
+  tags = merge(var.tags, {
+    Estate   = var.estate
+    DrRegion = var.name
+    DrRole   = var.role
+  })
+
+  backup_bucket_name = coalesce(var.backup_bucket_name, "${local.prefix}-backups")
+
+  # Secrets are addressed by name from runbooks and roles: drkit/<estate>/<region>/<secret>.
+  secret_names = {
+    db  = "drkit/${var.estate}/${var.name}/db-credentials"
+    app = "drkit/${var.estate}/${var.name}/app-secret"
+  }
+}
+
+# ---------------------------------------------------------------- network
+
+resource "aws_vpc" "this" {
+  cidr_block           = var.vpc_cidr
+  enable_dns_support   = true
+  enable_dns_hostnames = true
+
+  tags = merge(local.tags, { Name = local.prefix })
+
+  lifecycle {
+    precondition {
+      condition     = alltrue([for z in var.zones : startswith(z, data.aws_region.current.name) && length(z) == length(data.aws_region.current.name) + 1])
+      error_message = "every zone must be in the provider's region ${data.aws_region.current.name}; got ${join(", ", var.zones)}."
+    }
+    precondition {
+      condition     = var.role == "warm-standby" || var.capacity.db >= 1
+      error_message = "a ${var.role} region needs capacity.db >= 1 (it holds the primary database or a streaming replica); only a warm-standby may run without a database host."
+    }
+  }
+}
+
+resource "aws_subnet" "this" {
+  for_each = local.subnet_cidrs
+
+  vpc_id            = aws_vpc.this.id
+  availability_zone = each.key
+  cidr_block        = each.value
+
+  tags = merge(local.tags, { Name = "${local.prefix}-${each.key}" })
+}
+
+resource "aws_security_group" "hosts" {
+  name        = "${local.prefix}-hosts"
+  description = "drkit ${var.estate} ${var.name}: ssh, PostgreSQL and the app from the estate's networks"
+  vpc_id      = aws_vpc.this.id
+
+  tags = merge(local.tags, { Name = "${local.prefix}-hosts" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "hosts" {
+  for_each = {
+    for pair in setproduct(
+      [{ name = "ssh", port = 22 }, { name = "postgres", port = 5432 }, { name = "app", port = 8080 }],
+      var.allowed_cidrs,
+    ) : "${pair[0].name}-${pair[1]}" => { port = pair[0].port, cidr = pair[1], name = pair[0].name }
+  }
+
+  security_group_id = aws_security_group.hosts.id
+  description       = "${each.value.name} from ${each.value.cidr}"
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = each.value.cidr
+
+  tags = local.tags
+}
+
+resource "aws_vpc_security_group_egress_rule" "all" {
+  security_group_id = aws_security_group.hosts.id
+  description       = "all outbound"
+  ip_protocol       = "-1"
+  cidr_ipv4         = "0.0.0.0/0"
+
+  tags = local.tags
+}
+
+# ---------------------------------------------------------------- hosts
+
+resource "aws_launch_template" "this" {
+  for_each = local.roles
+
+  name                   = "${local.prefix}-${each.key}"
+  description            = "drkit ${var.estate} ${var.name} ${each.key} hosts"
+  image_id               = var.ami_id
+  instance_type          = var.instance_type
+  vpc_security_group_ids = [aws_security_group.hosts.id]
+  update_default_version = true
+
+  metadata_options {
+    http_endpoint = "enabled"
+    http_tokens   = "required"
+  }
+
+  # The tags inventories and runbooks select hosts by (docs/internals.md, "The lab").
+  tag_specifications {
+    resource_type = "instance"
+    tags          = merge(local.tags, { Name = "${local.prefix}-${each.key}", Role = each.key })
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = merge(local.tags, { Name = "${local.prefix}-${each.key}", Role = each.key })
+  }
+
+  tags = merge(local.tags, { Role = each.key })
+}
+
+resource "aws_autoscaling_group" "this" {
+  for_each = local.roles
+
+  name                = "${local.prefix}-${each.key}"
+  vpc_zone_identifier = [for zone in var.zones : aws_subnet.this[zone].id]
+  min_size            = var.capacity[each.key]
+  max_size            = var.capacity[each.key]
+  desired_capacity    = var.capacity[each.key]
+
+  # Capacity is a fact the runbook verifies itself (hosts reachable over ssh);
+  # terraform returns as soon as the group is updated.
+  wait_for_capacity_timeout = "0"
+  health_check_type         = "EC2"
+
+  launch_template {
+    id      = aws_launch_template.this[each.key].id
+    version = aws_launch_template.this[each.key].latest_version
+  }
+
+  # Also propagated by the group, so instances it launches carry the selection
+  # tags even where launch-template tags are not applied.
+  dynamic "tag" {
+    for_each = merge(local.tags, { Name = "${local.prefix}-${each.key}", Role = each.key })
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = true
+    }
+  }
+}
+
+# ---------------------------------------------------------------- key, backups
+
+resource "aws_kms_key" "this" {
+  description             = "drkit ${var.estate} ${var.name}: backups and secrets"
+  deletion_window_in_days = var.kms_deletion_window_days
+  enable_key_rotation     = true
+
+  tags = local.tags
+}
+
+resource "aws_kms_alias" "this" {
+  name          = "alias/drkit-${local.prefix}"
+  target_key_id = aws_kms_key.this.key_id
+}
+
+resource "aws_s3_bucket" "backups" {
+  bucket        = local.backup_bucket_name
+  force_destroy = var.backup_bucket_force_destroy
+
+  tags = merge(local.tags, { Name = local.backup_bucket_name })
+}
+
+resource "aws_s3_bucket_versioning" "backups" {
+  bucket = aws_s3_bucket.backups.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "backups" {
+  bucket = aws_s3_bucket.backups.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.this.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "backups" {
+  bucket = aws_s3_bucket.backups.id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+# ---------------------------------------------------------------- secrets
+
+resource "aws_secretsmanager_secret" "this" {
+  for_each = local.secret_names
+
+  name                    = each.value
+  description             = each.key == "db" ? "drkit ${var.estate} ${var.name}: database credentials (JSON)" : "drkit ${var.estate} ${var.name}: application secret"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = var.secret_recovery_window_days
+
+  tags = local.tags
+}
+
+# Values are write-only: sent when secret_version changes, never stored in state.
+resource "aws_secretsmanager_secret_version" "db" {
+  secret_id = aws_secretsmanager_secret.this["db"].id
+  secret_string_wo = jsonencode({
+    engine   = "postgres"
+    port     = 5432
+    dbname   = var.db_name
+    username = var.db_username
+    password = var.db_password
+  })
+  secret_string_wo_version = var.secret_version
+}
+
+resource "aws_secretsmanager_secret_version" "app" {
+  secret_id                = aws_secretsmanager_secret.this["app"].id
+  secret_string_wo         = var.app_secret
+  secret_string_wo_version = var.secret_version
+}

@@ -1,0 +1,240 @@
+# Module logic, planned against a mocked provider (no cloud, seconds).
+
+mock_provider "aws" {
+  mock_data "aws_region" {
+    defaults = {
+      name = "eu-west-1"
+    }
+  }
+}
+
+variables {
+  name          = "eu-west"
+  estate        = "lab"
+  role          = "hot-standby"
+  vpc_cidr      = "10.20.0.0/16"
+  zones         = ["eu-west-1a", "eu-west-1b"]
+  capacity      = { db = 1, app = 1 }
+  ami_id        = "ami-785db401"
+  allowed_cidrs = ["10.10.0.0/16", "10.20.0.0/16", "10.30.0.0/16", "10.77.0.0/24"]
+  db_password   = "correct-horse-battery-staple"
+  app_secret    = "0123456789abcdef0123456789abcdef"
+}
+
+run "subnets_are_derived_per_zone" {
+  command = plan
+
+  assert {
+    condition     = aws_subnet.this["eu-west-1a"].cidr_block == "10.20.1.0/24"
+    error_message = "zone a must get 10.20.1.0/24"
+  }
+  assert {
+    condition     = aws_subnet.this["eu-west-1b"].cidr_block == "10.20.2.0/24"
+    error_message = "zone b must get 10.20.2.0/24"
+  }
+  assert {
+    condition     = aws_subnet.this["eu-west-1b"].availability_zone == "eu-west-1b"
+    error_message = "each subnet must sit in its own zone"
+  }
+  assert {
+    condition     = length(aws_subnet.this) == 2
+    error_message = "one subnet per zone"
+  }
+}
+
+run "subnets_follow_a_smaller_vpc" {
+  command = plan
+
+  variables {
+    vpc_cidr = "10.20.16.0/20"
+    zones    = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+  }
+
+  assert {
+    condition     = output.subnet_cidrs == { "eu-west-1a" = "10.20.17.0/24", "eu-west-1b" = "10.20.18.0/24", "eu-west-1c" = "10.20.19.0/24" }
+    error_message = "subnets must be the n-th /24 of the VPC, n from 1"
+  }
+}
+
+run "capacity_flows_to_the_groups" {
+  command = plan
+
+  variables {
+    capacity = { db = 1, app = 3 }
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this["app"].min_size == 3 && aws_autoscaling_group.this["app"].max_size == 3 && aws_autoscaling_group.this["app"].desired_capacity == 3
+    error_message = "app group must run exactly capacity.app instances"
+  }
+  assert {
+    condition     = aws_autoscaling_group.this["db"].desired_capacity == 1 && aws_autoscaling_group.this["db"].max_size == 1
+    error_message = "db group must run exactly capacity.db instances"
+  }
+  assert {
+    condition     = aws_autoscaling_group.this["app"].wait_for_capacity_timeout == "0"
+    error_message = "apply must not wait for capacity"
+  }
+  assert {
+    condition     = aws_autoscaling_group.this["app"].name == "lab-eu-west-app"
+    error_message = "groups are named <estate>-<region>-<role>"
+  }
+}
+
+run "a_warm_standby_may_scale_to_zero" {
+  command = plan
+
+  variables {
+    role     = "warm-standby"
+    capacity = { db = 0, app = 0 }
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this["db"].desired_capacity == 0 && aws_autoscaling_group.this["app"].desired_capacity == 0
+    error_message = "capacity 0 must be allowed for a warm standby"
+  }
+}
+
+run "instances_carry_the_selection_tags" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for role in ["db", "app"] : anytrue([
+        for ts in aws_launch_template.this[role].tag_specifications :
+        ts.resource_type == "instance" && ts.tags["Role"] == role && ts.tags["DrRegion"] == "eu-west" && ts.tags["Estate"] == "lab" && ts.tags["Name"] == "lab-eu-west-${role}"
+      ])
+    ])
+    error_message = "launch templates must tag instances with Name, Role, DrRegion, Estate"
+  }
+}
+
+run "security_group_opens_the_service_ports_to_the_estate_only" {
+  command = plan
+
+  assert {
+    condition     = length(aws_vpc_security_group_ingress_rule.hosts) == 12
+    error_message = "3 ports x 4 CIDRs"
+  }
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.hosts["postgres-10.10.0.0/16"].from_port == 5432
+    error_message = "PostgreSQL must be open to the primary's VPC"
+  }
+}
+
+run "secrets_are_named_and_never_output" {
+  command = plan
+
+  assert {
+    condition     = aws_secretsmanager_secret.this["db"].name == "drkit/lab/eu-west/db-credentials" && aws_secretsmanager_secret.this["app"].name == "drkit/lab/eu-west/app-secret"
+    error_message = "secrets are named drkit/<estate>/<region>/<secret>"
+  }
+  assert {
+    condition     = output.secret_names == { db = "drkit/lab/eu-west/db-credentials", app = "drkit/lab/eu-west/app-secret" }
+    error_message = "secret names must be output"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret_version.db.secret_string_wo_version == 1
+    error_message = "secret values are write-only, versioned by secret_version"
+  }
+}
+
+run "backup_bucket_defaults" {
+  command = plan
+
+  assert {
+    condition     = aws_s3_bucket.backups.bucket == "lab-eu-west-backups"
+    error_message = "bucket defaults to <estate>-<region>-backups"
+  }
+  assert {
+    condition     = aws_s3_bucket_versioning.backups.versioning_configuration[0].status == "Enabled"
+    error_message = "backup bucket must be versioned"
+  }
+  assert {
+    condition     = aws_s3_bucket.backups.force_destroy == false
+    error_message = "backups must survive a destroy unless asked"
+  }
+}
+
+# ---------------------------------------------------------------- rejected inputs
+
+run "rejects_an_unknown_role" {
+  command = plan
+
+  variables {
+    role = "secondary"
+  }
+
+  expect_failures = [var.role]
+}
+
+run "rejects_negative_capacity" {
+  command = plan
+
+  variables {
+    capacity = { db = 1, app = -1 }
+  }
+
+  expect_failures = [var.capacity]
+}
+
+run "rejects_fractional_capacity" {
+  command = plan
+
+  variables {
+    capacity = { db = 1.5, app = 1 }
+  }
+
+  expect_failures = [var.capacity]
+}
+
+run "rejects_a_malformed_zone" {
+  command = plan
+
+  variables {
+    zones = ["eu-west-1a", "westeurope"]
+  }
+
+  expect_failures = [var.zones]
+}
+
+run "rejects_a_vpc_cidr_with_host_bits" {
+  command = plan
+
+  variables {
+    vpc_cidr = "10.20.1.0/16"
+  }
+
+  expect_failures = [var.vpc_cidr]
+}
+
+run "rejects_ssh_from_the_world" {
+  command = plan
+
+  variables {
+    allowed_cidrs = ["0.0.0.0/0"]
+  }
+
+  expect_failures = [var.allowed_cidrs]
+}
+
+run "rejects_a_zone_outside_the_region" {
+  command = plan
+
+  variables {
+    zones = ["eu-west-1a", "us-east-1b"]
+  }
+
+  expect_failures = [aws_vpc.this]
+}
+
+run "rejects_a_primary_without_a_database" {
+  command = plan
+
+  variables {
+    role     = "primary"
+    capacity = { db = 0, app = 2 }
+  }
+
+  expect_failures = [aws_vpc.this]
+}
