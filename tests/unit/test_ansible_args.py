@@ -1,0 +1,74 @@
+"""ansible-runner keyword arguments, built by a pure function."""
+
+from __future__ import annotations
+
+import pytest
+
+from drkit.drivers.ansible import BASE_ENVVARS, _compact, runner_kwargs
+
+BASE = {"playbook": "/p/site.yml", "inventory": "/i/hosts.yml", "private_data_dir": "/r/a"}
+EXPECTED_BASE = {**BASE, "quiet": True, "json_mode": False, "envvars": BASE_ENVVARS}
+
+KWARGS_TABLE = [
+    ({}, {}),
+    ({"check": True}, {"cmdline": "--check"}),
+    ({"check": True, "diff": True}, {"cmdline": "--check --diff"}),
+    ({"diff": True}, {"cmdline": "--diff"}),
+    ({"tags": ["promote", "verify"]}, {"cmdline": "--tags promote,verify"}),
+    ({"check": True, "diff": True, "tags": ("dns",)}, {"cmdline": "--check --diff --tags dns"}),
+    ({"limit": "region_eu_west:&role_db"}, {"limit": "region_eu_west:&role_db"}),
+    ({"limit": None}, {}),
+    ({"extra_vars": {"region": "eu-west", "lag_mb": 3}},
+     {"extravars": {"region": "eu-west", "lag_mb": 3}}),
+    ({"extra_vars": {}}, {}),
+    ({"verbosity": 2}, {"verbosity": 2}),
+    ({"timeout": 90.4}, {"timeout": 90}),
+    ({"timeout": 0.2}, {"timeout": 1}),
+    ({"envvars": {"AWS_DEFAULT_REGION": "eu-west-1"}},
+     {"envvars": {**BASE_ENVVARS, "AWS_DEFAULT_REGION": "eu-west-1"}}),
+    ({"envvars": {"ANSIBLE_NOCOLOR": "0"}},
+     {"envvars": {**BASE_ENVVARS, "ANSIBLE_NOCOLOR": "0"}}),
+]
+
+
+@pytest.mark.parametrize(("given", "expected"), KWARGS_TABLE,
+                         ids=[str(i) for i in range(len(KWARGS_TABLE))])
+def test_runner_kwargs(given, expected):
+    assert runner_kwargs(**BASE, **given) == {**EXPECTED_BASE, **expected}
+
+
+def test_extra_vars_never_reach_the_command_line():
+    # Passed as `extravars`, the runner writes env/extravars and uses -e @file.
+    kwargs = runner_kwargs(**BASE, extra_vars={"db_password": "hunter2"}, check=True)
+    assert "hunter2" not in kwargs.get("cmdline", "")
+
+
+EVENT_TABLE = [
+    ({"event": "playbook_on_play_start", "event_data": {"play": "Promote"}},
+     {"type": "play_start", "host": None, "task": None, "msg": "Promote"}),
+    ({"event": "playbook_on_task_start", "event_data": {"task": "Stop"}},
+     {"type": "task_start", "host": None, "task": "Stop", "msg": None}),
+    ({"event": "runner_on_ok", "event_data": {"host": "db1", "task": "Stop", "res": {}}},
+     {"type": "task_ok", "host": "db1", "task": "Stop", "msg": None}),
+    ({"event": "runner_on_ok",
+      "event_data": {"host": "db1", "task": "Promote", "res": {"changed": True, "msg": "done"}}},
+     {"type": "task_changed", "host": "db1", "task": "Promote", "msg": "done"}),
+    ({"event": "runner_on_failed",
+      "event_data": {"host": "db1", "task": "Promote", "res": {"msg": "boom"}}},
+     {"type": "task_failed", "host": "db1", "task": "Promote", "msg": "boom"}),
+    ({"event": "runner_on_failed",
+      "event_data": {"host": "db1", "task": "Probe", "res": {"censored": "hidden"}}},
+     {"type": "task_failed", "host": "db1", "task": "Probe", "msg": "hidden"}),
+    ({"event": "runner_on_skipped", "event_data": {"host": "db2", "task": "Stop"}},
+     {"type": "task_skipped", "host": "db2", "task": "Stop", "msg": None}),
+    ({"event": "runner_on_unreachable",
+      "event_data": {"host": "db3", "task": "Stop", "res": {"msg": "no route"}}},
+     {"type": "unreachable", "host": "db3", "task": "Stop", "msg": "no route"}),
+    ({"event": "verbose", "event_data": {}}, None),
+]
+
+
+@pytest.mark.parametrize(("event", "compact"), EVENT_TABLE,
+                         ids=[str(i) for i in range(len(EVENT_TABLE))])
+def test_compact_events(event, compact):
+    assert _compact(event) == compact
