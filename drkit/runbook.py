@@ -616,6 +616,9 @@ def _step(raw: dict[str, Any], path: str, phase: str, problems: Problems) -> Ste
         if phase == "preflight" and kind != "check":
             problems.add(join(path, kind), f"preflight holds only check steps, this is "
                          f"a {kind} step; move it to steps")
+    if len(kinds) > 1:  # still report what is wrong inside each, all at once
+        for other in kinds:
+            _kind_spec(other, raw[other], join(path, other), problems)
     spec = _kind_spec(kind, raw[kind], join(path, kind), problems) if kind else None
     if len(problems) > before or kind is None or spec is None or step_id is None:
         return None
@@ -746,8 +749,8 @@ def _check_template(text: str, path: str, expression: bool, allow_result: bool,
             continue
         for attr in sorted(templating.attribute_uses(text, root, expression=expression) - known):
             choices = ", ".join(sorted(known)) or "none"
-            problems.add(path, f"{root}.{attr} {problem}{suggest(attr, known)}; "
-                         f"declared: {choices}")
+            problems.add(path, f"{root}.{attr} {problem}; declared: {choices}"
+                         f"{suggest(attr, known)}")
     if "steps" in names:
         for ref in sorted(templating.attribute_uses(text, "steps", expression=expression)):
             if ref not in all_ids:
