@@ -553,8 +553,8 @@ def bind_params(runbook: Runbook, given: Mapping[str, object]) -> dict[str, Any]
     for name in given:
         if name not in declared:
             known = ", ".join(declared) if declared else "none (this runbook takes no parameters)"
-            problems.append(f"params.{name}: unknown parameter{suggest(name, declared)}; "
-                            f"declared: {known}")
+            problems.append(f"params.{name}: unknown parameter; declared: {known}"
+                            f"{suggest(name, declared)}")
     bound: dict[str, Any] = {}
     for name, param in declared.items():
         value = given.get(name)

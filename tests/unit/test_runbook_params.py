@@ -72,7 +72,8 @@ def test_values_are_coerced_to_the_declared_type(
         ({"region": "eu-west", "notify_customers": "maybe"},
          "params.notify_customers: 'maybe' is not a boolean; use true/false, yes/no or 1/0"),
         ({"region": "eu-west", "regoin": "x"},
-         "params.regoin: unknown parameter; did you mean 'region'?; declared: region, mode"),
+         "params.regoin: unknown parameter; declared: region, mode, max_lag, app_instances, "
+         "smoke_paths, notify_customers; did you mean 'region'?"),
     ],
 )
 def test_bad_values_are_refused_with_the_fix(
