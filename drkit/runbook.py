@@ -315,9 +315,13 @@ def _build(raw: Any, path: Path, sha256: str, problems: Problems) -> Runbook | N
             built[phase].append(step)
 
     # Template checks need every declared param and step id, so they run last.
+    # A param whose declaration is broken still counts as declared here: its
+    # problem is reported once, at the declaration, not at every use.
+    declared = {str(name) for name in raw["params"]} \
+        if isinstance(raw.get("params"), dict) else set()
     for position, (_phase, step_path, item) in enumerate(raw_steps):
-        earlier = {sid for sid in order[:position]}
-        _check_step_templates(item, step_path, params, earlier, set(order), problems)
+        earlier = set(order[:position])
+        _check_step_templates(item, step_path, declared, earlier, set(order), problems)
 
     if problems:
         return None
@@ -600,6 +604,10 @@ def _step(raw: dict[str, Any], path: str, phase: str, problems: Problems) -> Ste
     when = _string(raw, "when", path, problems)
     timeout_s = _duration(raw["timeout"], join(path, "timeout"), problems) \
         if "timeout" in raw else None
+    if timeout_s == 0:
+        problems.add(join(path, "timeout"), "a timeout of 0 would fail the step at once; "
+                     "remove the key for no timeout")
+        timeout_s = None
     marks_start, marks_finish = _marks(raw.get("marks"), join(path, "marks"), problems) \
         if "marks" in raw else ((), ())
 
@@ -707,7 +715,7 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, join(path, index))
 
 
-def _check_step_templates(raw: dict[str, Any], step_path: str, params: dict[str, Param],
+def _check_step_templates(raw: dict[str, Any], step_path: str, params: set[str],
                           earlier: set[str], all_ids: set[str], problems: Problems) -> None:
     """Parse every template and expression in a step and check the names it uses."""
     for key, value in raw.items():
@@ -724,7 +732,7 @@ def _check_step_templates(raw: dict[str, Any], step_path: str, params: dict[str,
 
 
 def _check_template(text: str, path: str, expression: bool, allow_result: bool,
-                    params: dict[str, Param], earlier: set[str], all_ids: set[str],
+                    params: set[str], earlier: set[str], all_ids: set[str],
                     problems: Problems) -> None:
     if expression and text.lstrip().startswith("{{"):
         problems.add(path, f"{text!r} is an expression; write it without {{{{ }}}}")
@@ -740,7 +748,7 @@ def _check_template(text: str, path: str, expression: bool, allow_result: bool,
         problems.add(path, f"undefined variable {name!r} in {text.strip()!r}; templates can use "
                      f"{', '.join(allowed)}{suggest(name, allowed)}")
     checks = (
-        ("params", set(params), "is not a declared parameter"),
+        ("params", params, "is not a declared parameter"),
         ("run", set(RUN_FIELDS), "is not a run field"),
         ("targets", set(TARGET_FIELDS), "is not a target field"),
     )

@@ -94,6 +94,10 @@ def suggest(word: str, options: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+# libyaml's parser when present (about 10x faster); same nodes, same marks.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class YAMLSyntaxError(Exception):
     """The text is not YAML. ``line`` is 1-based (or None when unknown)."""
 
@@ -110,7 +114,7 @@ def load_yaml(text: str, problems: Problems) -> Any:
     last one, which hides mistakes). Keys are converted to strings' natural form
     by YAML's safe constructors. Raises YAMLSyntaxError when the text is not YAML.
     """
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

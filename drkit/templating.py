@@ -9,6 +9,7 @@ template before anything runs (see ``undeclared`` and ``attribute_uses``).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -138,10 +139,13 @@ def evaluate(expr: str, context: Mapping[str, Any], *, where: str = "") -> Any:
         raise ConfigError(f"{prefix}expression syntax error in {expr!r}: {exc.message}") from exc
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(source: str, *, expression: bool) -> nodes.Template:
     """Parse a template (or an expression, as ``{{ expr }}``) to a Jinja AST.
 
     Raises jinja2.TemplateSyntaxError; the loader turns it into a problem.
+    Cached: the loader asks several questions of each template; callers must
+    not modify the returned tree.
     """
     if expression:
         # Parse the way compile_expression does, so errors match evaluation.
