@@ -703,6 +703,24 @@ def _kind_spec(kind: str, raw: Any, path: str, problems: Problems) -> dict[str, 
 # --------------------------------------------------------------------------- templates
 
 
+def render_spec(step: Step, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The step's spec rendered for running it, except the fields that can only
+    be rendered after the probe ran (``check.expect``, ``check.message``: they use
+    ``result``); those stay as written for the check to evaluate.
+
+    Undefined names raise ConfigError naming the dotted path of the field.
+    """
+    late = {field.split(".", 1)[1] for field in RESULT_FIELDS
+            if field.startswith(f"{step.kind}.")}
+    rendered = {
+        key: value if key in late
+        else templating.render(value, context, where=f"{step.path}.{step.kind}.{key}")
+        for key, value in step.spec.items()
+    }
+    return rendered
+
+
+
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     """Every string inside ``value`` with its dotted path."""
     if isinstance(value, str):

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from drkit.errors import ConfigError
-from drkit.runbook import load_runbook, load_runbooks, resolve_runbook, to_markdown
+from drkit.runbook import (
+    load_runbook,
+    load_runbooks,
+    render_spec,
+    resolve_runbook,
+    to_markdown,
+)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "runbooks"
 FULL = FIXTURES / "good" / "full.yml"
@@ -117,3 +123,15 @@ def test_resolve_unknown_lists_known_ids(tmp_path: Path) -> None:
         resolve_runbook("RB-DR-009", directory)
     assert "no runbook 'RB-DR-009'" in str(info.value)
     assert "known runbooks: RB-DR-003, RB-TEST-001" in str(info.value)
+
+
+def test_render_spec_renders_now_what_it_can_and_leaves_result_for_later() -> None:
+    rb = load_runbook(FULL)
+    ctx = {"params": {"region": "eu-west", "smoke_paths": ["/healthz"]},
+           "env": {"dns": {"zone": "lab.internal"}}, "steps": {}, "run": {}, "targets": {}}
+    smoke = render_spec(rb.step("smoke"), ctx)
+    assert smoke["args"] == {"url": "http://app.lab.internal", "paths": ["/healthz"]}
+    assert smoke["message"] == "app answered {{ result.status }}"
+    assert smoke["expect"] == "result.status == 200"
+    with pytest.raises(ConfigError, match=r"^steps\[1\]\.approval\.prompt: undefined"):
+        render_spec(rb.step("decide"), {**ctx, "params": {}})
