@@ -73,6 +73,24 @@ class Environment:
             out.setdefault("AWS_REGION", out["AWS_DEFAULT_REGION"])
         return out
 
+    def boto3_session(self, region: str | None = None) -> Any:
+        """A boto3 Session with this estate's credentials (``aws.env``), if any."""
+        import boto3
+
+        penv = self.process_env()
+        return boto3.Session(
+            aws_access_key_id=penv.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=penv.get("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=penv.get("AWS_SESSION_TOKEN"),
+            region_name=region or penv.get("AWS_DEFAULT_REGION"),
+        )
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """A boto3 client for ``service`` in ``region`` (a cloud region name),
+        through this estate's endpoint when one is set."""
+        aws = self.settings.get("aws") or {}
+        return self.boto3_session(region).client(service, endpoint_url=aws.get("endpoint_url"))
+
     def targets_for(self, runbook_id: str) -> dict[str, float]:
         """Per-runbook target overrides in seconds: {'rto': .., 'rpo': ..} (possibly empty)."""
         raw = (self.settings.get("targets") or {}).get(runbook_id) or {}

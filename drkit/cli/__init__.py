@@ -1,0 +1,24 @@
+"""The task tree shared by ``invoke`` (tasks.py) and the ``drkit`` console script."""
+
+from __future__ import annotations
+
+from invoke import Collection, Program
+
+from drkit import __version__
+from drkit.cli import runs
+
+ns = Collection()
+for _task in (runs.run, runs.runbooks, runs.show, runs.validate, runs.status, runs.report):
+    ns.add_task(_task)
+
+try:  # the lab's tasks need the lab package; a production bastion may not ship it
+    from drkit.cli import lab as _lab
+
+    ns.add_collection(_lab.ns, name="lab")
+except ImportError:  # pragma: no cover
+    pass
+
+
+def main() -> None:
+    """Entry point of the ``drkit`` console script."""
+    Program(namespace=ns, version=__version__, name="drkit", binary="drkit").run()

@@ -1,0 +1,502 @@
+"""The engine: runs a runbook's steps in order, journaled, locked, timed, resumable.
+
+Order of a run (each decision is journaled as a one-line ``decision`` event):
+
+1. Before anything: parameters bound, approvals that cannot be given (no terminal,
+   no ``--yes``) refused, the environment's lock taken (a dry run only reads it).
+2. Preflight checks, all of them, findings reported together (not on resume:
+   they held when the run started, and a half-done failover would fail them).
+3. Steps in order. The journal gets ``step_started`` before the step's side
+   effect and ``step_finished`` after, both fsynced, so a run killed at any
+   instant resumes by skipping completed steps and re-running the interrupted one.
+4. On a failed step: on_failure steps, the failing step's tail, the resume command.
+5. At the end: RTO and RPO achieved against the targets, reports, lock released.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drkit import registry
+from drkit.env import Environment
+from drkit.errors import (
+    ApprovalRequired,
+    ConfigError,
+    DrkitError,
+    Interrupted,
+    LockHeld,
+    PreflightFailed,
+    StepFailed,
+    TargetMissed,
+)
+from drkit.journal import Journal, RunState, find_run, new_run_id, parse_ts, read_events
+from drkit.lock import LockHolder, make_lock
+from drkit.project import Project
+from drkit.redact import redact
+from drkit.report import write_reports
+from drkit.runbook import Runbook, Step, bind_params, load_runbook
+from drkit.steps import Runtime, StepOutcome, ask_on_terminal, execute
+from drkit.templating import evaluate, render
+
+
+@dataclass
+class RunOptions:
+    """How to run: what the operator asked for on the command line."""
+
+    dry_run: bool = False
+    yes: bool = False
+    interactive: bool | None = None  # None: ask when stdin is a terminal
+    resume: str | None = None
+    from_step: str | None = None
+    only: str | None = None
+    break_lock: bool = False
+    incident_start: datetime | None = None
+    command: str = "drkit run"  # how the operator started it, for the resume hint
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    status: str  # succeeded | failed | interrupted
+    rto_s: float | None
+    rpo_s: float | None
+    targets_met: bool
+    reports: dict[str, Path] = field(default_factory=dict)
+    dry_run_summary: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """One run of one runbook on one environment."""
+
+    def __init__(self, project: Project, env: Environment, display: Any,
+                 options: RunOptions | None = None,
+                 ask: Callable[[str], bool] = ask_on_terminal) -> None:
+        self.project = project
+        self.env = env
+        self.display = display
+        self.options = options or RunOptions()
+        self.ask = ask
+        self.interactive = (self.options.interactive if self.options.interactive is not None
+                            else sys.stdin.isatty())
+        self.journal: Journal | None = None
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.would_change: list[str] = []
+
+    # ---------------------------------------------------------------- entry points
+
+    def start(self, runbook: Runbook, given_params: dict[str, Any]) -> RunResult:
+        """Start a new run of ``runbook`` with operator-given parameters."""
+        if self.options.resume:
+            raise ConfigError("start() called with --resume; use resume()")
+        params = bind_params(runbook, given_params)
+        self._check_step_selectors(runbook)
+        self._refuse_unanswerable_approvals(runbook, params)
+        run_id = new_run_id(runbook.id, datetime.now(UTC))
+        run_dir = self.project.runs_dir / run_id
+        while run_dir.exists():  # two runs in one second: keep ids unique
+            time.sleep(1)
+            run_id = new_run_id(runbook.id, datetime.now(UTC))
+            run_dir = self.project.runs_dir / run_id
+        with self._locked(run_id):
+            self.journal = Journal.create(
+                run_dir, run_id=run_id, runbook=runbook.id, runbook_path=str(runbook.path),
+                runbook_sha256=runbook.sha256, env=self.env.name, params=redact(params),
+                dry_run=self.options.dry_run, user=getpass.getuser(),
+                host=socket.gethostname(), pid=os.getpid(), argv=redact(sys.argv),
+                incident_start=_iso(self.options.incident_start),
+            )
+            self._emit(self.journal.events()[-1])
+            for text in self._lock_decisions:
+                self._decide(text)
+            return self._run(runbook, params, run_id, run_dir, state=None)
+
+    def resume(self, run_id: str) -> RunResult:
+        """Continue a run from its journal: completed steps are skipped, the
+        interrupted (or failed) one runs again."""
+        run_dir = find_run(self.project.runs_dir, run_id)
+        state = RunState.from_events(read_events(run_dir / "journal.jsonl"))
+        if state.status == "succeeded":
+            raise ConfigError(f"run {run_id} already succeeded; there is nothing to resume")
+        if state.dry_run:
+            raise ConfigError(f"run {run_id} was a dry run; start a real run instead")
+        if state.env != self.env.name:
+            raise ConfigError(
+                f"run {run_id} ran on environment {state.env}, not {self.env.name}",
+                hint=f"resume it with --env {state.env}",
+            )
+        started = read_events(run_dir / "journal.jsonl")[0]
+        runbook = load_runbook(Path(started["runbook_path"]))
+        self._check_step_selectors(runbook)
+        params = dict(state.params)
+        self._refuse_unanswerable_approvals(runbook, params, skip=set(state.completed_steps))
+        if started.get("incident_start") and not self.options.incident_start:
+            self.options.incident_start = parse_ts(started["incident_start"])
+        with self._locked(run_id, takeover=run_id):
+            self.journal = Journal.open(run_dir)
+            self.journal.append("run_resumed", user=getpass.getuser(),
+                                host=socket.gethostname(), pid=os.getpid(),
+                                argv=redact(sys.argv))
+            for text in self._lock_decisions:
+                self._decide(text)
+            if runbook.sha256 != started["runbook_sha256"]:
+                self._decide(f"runbook {runbook.path.name} changed since the run started; "
+                             "resuming with the current file")
+            self.outputs = {k: dict(v) for k, v in state.outputs.items()}
+            return self._run(runbook, params, run_id, run_dir, state=state)
+
+    # ---------------------------------------------------------------- the run
+
+    def _run(self, runbook: Runbook, params: dict[str, Any], run_id: str, run_dir: Path,
+             state: RunState | None) -> RunResult:
+        assert self.journal is not None
+        targets = {"rto_s": runbook.rto_s, "rpo_s": runbook.rpo_s}
+        override = self.env.targets_for(runbook.id)
+        targets["rto_s"] = override.get("rto", targets["rto_s"])
+        targets["rpo_s"] = override.get("rpo", targets["rpo_s"])
+        started_at = state.started_at if state else self.journal.events()[0]["ts"]
+        base_ctx = {
+            "params": params, "env": self.env.template_context(), "targets": targets,
+            "run": {"id": run_id, "dry_run": self.options.dry_run, "started_at": started_at,
+                    "runbook": runbook.id},
+        }
+        mode = "DRY RUN " if self.options.dry_run else ""
+        header = (f"{mode}{runbook.id} {runbook.title} on {self.env.name} "
+                  f"(run {run_id})")
+        self.display.start(header, [(s.id, s.title, s.kind)
+                                    for s in (*runbook.preflight, *runbook.steps)])
+        status = "failed"
+        failure: DrkitError | None = None
+        try:
+            with _sigterm_as_interrupt():
+                if state is None:
+                    self._preflight(runbook, base_ctx, run_dir)
+                else:
+                    self._decide(f"preflight skipped: it passed when run {run_id} started")
+                self._steps(runbook, base_ctx, run_dir, state)
+            status = "succeeded"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            current = getattr(self, "_current_step", None)
+            self.journal.append("interrupted", step=current, signal="SIGINT/SIGTERM")
+            failure = Interrupted(
+                f"run {run_id} interrupted" + (f" during step {current}" if current else ""),
+                hint=f"resume with: {self._resume_command(run_id)}",
+            )
+        except (StepFailed, PreflightFailed, ApprovalRequired, ConfigError) as exc:
+            failure = exc
+            if isinstance(exc, StepFailed):
+                self._on_failure(runbook, base_ctx, run_dir)
+        finally:
+            self.display.close()
+        return self._finish(runbook, run_id, run_dir, status, targets, failure)
+
+    def _preflight(self, runbook: Runbook, base_ctx: dict[str, Any], run_dir: Path) -> None:
+        findings: list[str] = []
+        if self.options.dry_run:
+            holder = self._lock().read()
+            if holder:
+                findings.append(f"lock: held by {holder.describe()}")
+        for step in runbook.preflight:
+            outcome = self._execute(step, base_ctx, run_dir, journal_phase=None)
+            if not outcome.ok:
+                findings.append(f"{step.id}: {outcome.error or outcome.summary}")
+        assert self.journal is not None
+        self.journal.append("preflight_finished", ok=not findings, findings=findings)
+        if findings and not self.options.dry_run:
+            raise PreflightFailed(
+                f"preflight found {len(findings)} problem(s); nothing was changed",
+                findings=findings,
+            )
+        for finding in findings:
+            self.would_change.append(f"preflight would fail: {finding}")
+
+    def _steps(self, runbook: Runbook, base_ctx: dict[str, Any], run_dir: Path,
+               state: RunState | None) -> None:
+        ids = [s.id for s in runbook.steps]
+        plan = state.next_action(ids) if state else {i: "run" for i in ids}
+        if self.options.from_step:
+            start = ids.index(self.options.from_step)
+            for sid in ids[:start]:
+                if plan[sid] == "run" or plan[sid].startswith("re-run"):
+                    plan[sid] = f"skip (before --from {self.options.from_step})"
+        if self.options.only:
+            for sid in ids:
+                if sid != self.options.only:
+                    plan[sid] = f"skip (--only {self.options.only})"
+        for step in runbook.steps:
+            verdict = plan[step.id]
+            if verdict.startswith("skip"):
+                self._decide(f"{step.id}: {verdict}")
+                self.display.step_finished(step.id, "skipped", 0.0, verdict)
+                continue
+            if verdict.startswith("re-run"):
+                self._decide(f"{step.id}: {verdict}")
+            ctx = {**base_ctx, "steps": self._steps_ctx()}
+            if step.when and not evaluate(step.when, ctx):
+                self._skip(step, f"when is false: {step.when}")
+                continue
+            outcome = self._execute(step, base_ctx, run_dir, journal_phase="main")
+            if not outcome.ok:
+                tail = "\n".join(f"    {line}" for line in outcome.tail[-15:])
+                raise StepFailed(
+                    f"step {step.id} ({step.title}) failed: {outcome.error or outcome.summary}"
+                    + (f"\n  last output:\n{tail}" if tail else ""),
+                    hint=f"fix the cause, then resume with: "
+                         f"{self._resume_command(self.journal.events()[0]['run_id'])}",
+                )
+
+    def _on_failure(self, runbook: Runbook, base_ctx: dict[str, Any], run_dir: Path) -> None:
+        for step in runbook.on_failure:
+            try:
+                ctx = {**base_ctx, "steps": self._steps_ctx()}
+                if step.when and not evaluate(step.when, ctx):
+                    self._skip(step, f"when is false: {step.when}", phase="on_failure")
+                    continue
+                self._execute(step, base_ctx, run_dir, journal_phase="on_failure")
+            except DrkitError as exc:  # on_failure must not hide the original failure
+                self._decide(f"on_failure step {step.id} failed too: {exc}")
+
+    # ---------------------------------------------------------------- one step
+
+    def _execute(self, step: Step, base_ctx: dict[str, Any], run_dir: Path,
+                 journal_phase: str | None) -> StepOutcome:
+        """Render, journal, run and record one step. ``journal_phase`` None means
+        preflight (recorded in preflight_finished, not as a step)."""
+        assert self.journal is not None
+        ctx = {**base_ctx, "steps": self._steps_ctx()}
+        spec = render(step.spec, ctx)
+        for mark in step.marks_start if journal_phase else ():
+            self._mark(mark, step.id)
+        attempt = 1
+        if journal_phase:
+            attempt = 1 + sum(1 for e in self.journal.events()
+                              if e["event"] == "step_started" and e["step"] == step.id)
+            self.journal.append("step_started", step=step.id, kind=step.kind, attempt=attempt,
+                                phase=journal_phase)
+        self._current_step = step.id
+        self.display.step_started(step.id)
+        step_ctx = registry.StepContext(
+            env=self.env, project=self.project, run_dir=run_dir, dry_run=self.options.dry_run,
+            progress=lambda text, sid=step.id: self.display.activity(sid, redact(text)),
+        )
+        runtime = Runtime(ctx=step_ctx, template_ctx=ctx, yes=self.options.yes,
+                          interactive=self.interactive, timeout_s=step.timeout_s,
+                          activity=step_ctx.progress, ask=self.ask)
+        began = time.monotonic()
+        outcome = execute(step, spec, runtime)
+        duration = round(time.monotonic() - began, 3)
+        for text in step_ctx.decisions:
+            self.journal.append("decision", text=f"{step.id}: {redact(text)}")
+        self._record(step, outcome, journal_phase)
+        status = "ok" if outcome.ok else "failed"
+        if journal_phase:
+            self.journal.append("step_finished", step=step.id, status=status,
+                                duration_s=duration, error=redact(outcome.error),
+                                tail=redact(outcome.tail[-20:]))
+            if outcome.ok:
+                for mark in step.marks_finish:
+                    self._mark(mark, step.id)
+        self._current_step = None
+        shown = "would-change" if (self.options.dry_run and outcome.changes) else status
+        self.display.step_finished(step.id, shown, duration, redact(outcome.summary))
+        if self.options.dry_run:
+            self._collect_dry_run(step, outcome)
+        return outcome
+
+    def _record(self, step: Step, outcome: StepOutcome, phase: str | None) -> None:
+        assert self.journal is not None
+        if outcome.approval:
+            self.journal.append("approval", step=step.id, how=outcome.approval["how"],
+                                by=outcome.approval["by"])
+        for n in outcome.notifications:
+            self.journal.append("notify", step=step.id, channel=n["channel"],
+                                template=n["template"], sent=n["sent"], text=redact(n["text"]))
+        if outcome.outputs and phase:
+            outputs = redact(outcome.outputs)
+            self.outputs[step.id] = outputs
+            self.journal.append("step_output", step=step.id, outputs=outputs)
+            rpo = outputs.get("rpo") if isinstance(outputs, dict) else None
+            if isinstance(rpo, dict):
+                self.journal.append("rpo_evidence", step=step.id, seconds=rpo.get("seconds"),
+                                    lost_writes=rpo.get("lost_writes"),
+                                    detail=rpo.get("detail") or {})
+
+    def _skip(self, step: Step, why: str, phase: str = "main") -> None:
+        assert self.journal is not None
+        self._decide(f"{step.id}: skipped, {why}")
+        self.journal.append("step_finished", step=step.id, status="skipped", duration_s=0.0,
+                            error=None, tail=[])
+        self.display.step_finished(step.id, "skipped", 0.0, why)
+
+    def _collect_dry_run(self, step: Step, outcome: StepOutcome) -> None:
+        if step.kind == "terraform":
+            for c in outcome.changes:
+                self.would_change.append(f"terraform {step.id}: {c['action']} {c['address']}")
+        elif step.kind == "ansible":
+            for c in outcome.changes:
+                self.would_change.append(f"ansible {step.id}: {c.get('host')} {c.get('task')}")
+        elif step.kind in ("approval", "notify", "action"):
+            self.would_change.append(f"{step.kind} {step.id}: {outcome.summary}")
+        elif step.kind == "check" and not outcome.ok:
+            self.would_change.append(f"check {step.id} would fail: {outcome.error}")
+
+    # ---------------------------------------------------------------- the end
+
+    def _finish(self, runbook: Runbook, run_id: str, run_dir: Path, status: str,
+                targets: dict[str, float], failure: DrkitError | None) -> RunResult:
+        assert self.journal is not None
+        state = RunState.from_events(self.journal.events())
+        rto_s = _rto(state, self.options.incident_start) if status == "succeeded" else None
+        rpo_s = _rpo(state)
+        rto_ok = rto_s is None or rto_s <= targets["rto_s"]
+        rpo_ok = rpo_s is None or rpo_s <= targets["rpo_s"]
+        targets_met = status == "succeeded" and rto_ok and rpo_ok
+        self.journal.append("run_finished", status=status, rto_s=rto_s, rpo_s=rpo_s,
+                            targets_met=targets_met)
+        reports = write_reports(run_dir, runbook=runbook, targets=targets,
+                                dry_run_summary=self.would_change)
+        result = RunResult(run_id=run_id, run_dir=run_dir, status=status, rto_s=rto_s,
+                           rpo_s=rpo_s, targets_met=targets_met, reports=reports,
+                           dry_run_summary=list(self.would_change))
+        self.result = result
+        if failure is not None:
+            raise failure
+        if status == "succeeded" and not self.options.dry_run and not (rto_ok and rpo_ok):
+            missed = []
+            if not rto_ok:
+                missed.append(f"RTO {rto_s:.1f}s > target {targets['rto_s']:.0f}s")
+            if not rpo_ok:
+                missed.append(f"RPO {rpo_s:.1f}s > target {targets['rpo_s']:.0f}s")
+            raise TargetMissed(f"run {run_id} completed but missed its targets: "
+                               + "; ".join(missed), hint=f"see {reports.get('md')}")
+        return result
+
+    # ---------------------------------------------------------------- helpers
+
+    def _steps_ctx(self) -> dict[str, Any]:
+        return {sid: {"outputs": out} for sid, out in self.outputs.items()}
+
+    def _decide(self, text: str) -> None:
+        if self.journal:
+            self.journal.append("decision", text=text)
+        self.display.message(text, style="cyan")
+
+    def _mark(self, name: str, step: str) -> None:
+        assert self.journal is not None
+        if any(e["event"] == "mark" and e["name"] == name for e in self.journal.events()):
+            return  # a re-run step does not move a moment already recorded
+        self.journal.append("mark", name=name, step=step,
+                            at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        self.display.event(event)
+
+    def _resume_command(self, run_id: str) -> str:
+        return f"{self.options.command} --resume {run_id}"
+
+    def _lock(self) -> Any:
+        return make_lock(self.env.settings.get("lock") or {"backend": "file"},
+                         env_name=self.env.name, state_dir=self.project.state_dir,
+                         boto3_session_factory=self.env.boto3_session,
+                         endpoint_url=(self.env.settings.get("aws") or {}).get("endpoint_url"))
+
+    @contextmanager
+    def _locked(self, run_id: str, takeover: str | None = None) -> Iterator[None]:
+        self._lock_decisions: list[str] = []
+        if self.options.dry_run:
+            self._lock_decisions.append("dry run: the lock is read, not taken")
+            yield
+            return
+        lock = self._lock()
+        holder = LockHolder.current(run_id)
+        self._lock_decisions.append(lock.acquire(holder, break_stale=self.options.break_lock,
+                                                 takeover_run_id=takeover))
+        try:
+            yield
+        finally:
+            try:
+                lock.release(holder)
+            except LockHeld as exc:  # someone broke our lock: say so, do not mask the run
+                self.display.message(f"lock: {exc}", style="red")
+
+    def _check_step_selectors(self, runbook: Runbook) -> None:
+        ids = [s.id for s in runbook.steps]
+        for flag, value in (("--from", self.options.from_step), ("--only", self.options.only)):
+            if value and value not in ids:
+                raise ConfigError(f"{flag} {value}: no such step in {runbook.id}",
+                                  hint=f"steps: {', '.join(ids)}")
+
+    def _refuse_unanswerable_approvals(self, runbook: Runbook, params: dict[str, Any],
+                                       skip: set[str] = frozenset()) -> None:
+        """Fail before any side effect when an approval would be needed and cannot be
+        asked for. ``when`` conditions that depend on earlier steps' outputs cannot be
+        known yet: such an approval counts as needed."""
+        if self.options.dry_run or self.options.yes or self.interactive:
+            return
+        ctx = {"params": params, "env": self.env.template_context(), "steps": {},
+               "targets": {"rto_s": runbook.rto_s, "rpo_s": runbook.rpo_s},
+               "run": {"id": "", "dry_run": False, "started_at": "", "runbook": runbook.id}}
+        needed = []
+        for step in runbook.steps:
+            if step.kind != "approval" or step.id in skip:
+                continue
+            if self.options.only and step.id != self.options.only:
+                continue
+            try:
+                if step.when and not evaluate(step.when, ctx):
+                    continue
+            except Exception:  # depends on outputs not known yet: assume it will run
+                pass
+            needed.append(step.id)
+        if needed:
+            raise ApprovalRequired(
+                f"{runbook.id} needs approval at step(s) {', '.join(needed)} and there is "
+                "no terminal to ask; nothing was changed",
+                hint="re-run with --yes to approve non-interactively (or run it from a terminal)",
+            )
+
+
+def _rto(state: RunState, incident_start: datetime | None) -> float | None:
+    begin = (incident_start or (parse_ts(state.marks["outage_start"])
+                                if "outage_start" in state.marks else parse_ts(state.started_at)))
+    # Without a service_restored mark the whole run counts as the outage.
+    end_ts = state.marks.get("service_restored")
+    end = parse_ts(end_ts) if end_ts else datetime.now(UTC)
+    return round((end - begin).total_seconds(), 3)
+
+
+def _rpo(state: RunState) -> float | None:
+    seconds = [e.get("seconds") for e in state.rpo_evidence if e.get("seconds") is not None]
+    return max(seconds) if seconds else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM is handled like Ctrl-C: journaled, lock released, resumable."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,85 @@
+"""report.html: a self-contained page with a Gantt-style timeline of the steps,
+the RTO target drawn as a line, RTO/RPO against targets and their evidence."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from drkit.durations import format_duration
+from drkit.report.markdown import _d, _met
+
+_COLORS = {"ok": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e",
+           "interrupted": "#ef6c00", "running": "#f9a825"}
+
+
+def _timeline(m: dict[str, Any]) -> str:
+    steps = [s for s in m["steps"] if s.get("start_offset_s") is not None]
+    ends = [(s["start_offset_s"] or 0) + (s.get("duration_s") or 0) for s in steps]
+    span = max([*ends, 1.0])
+    rto_target = m["targets"]["rto_s"]
+    show_target = rto_target <= span * 3
+    scale_max = max(span, rto_target) if show_target else span
+    width, label_w, row_h = 900, 220, 22
+    height = row_h * len(steps) + 40
+    x = lambda sec: label_w + (width - label_w - 20) * sec / scale_max  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="12">']
+    for i, s in enumerate(steps):
+        y = 10 + i * row_h
+        start, dur = s["start_offset_s"] or 0, s.get("duration_s") or 0
+        parts.append(f'<text x="4" y="{y + 14}">{escape(s["title"][:30])}</text>')
+        parts.append(
+            f'<rect x="{x(start):.1f}" y="{y + 3}" width="{max(x(start + dur) - x(start), 2):.1f}"'
+            f' height="{row_h - 6}" fill="{_COLORS.get(s["status"], "#607d8b")}">'
+            f'<title>{escape(s["id"])}: {s["status"]}, {format_duration(dur)}</title></rect>')
+    axis_y = 10 + len(steps) * row_h + 14
+    parts.append(f'<text x="{label_w}" y="{axis_y}">0s</text>')
+    parts.append(f'<text x="{width - 80}" y="{axis_y}">{format_duration(scale_max)}</text>')
+    if show_target:
+        tx = x(rto_target)
+        parts.append(f'<line x1="{tx:.1f}" y1="0" x2="{tx:.1f}" y2="{axis_y - 12}" '
+                     'stroke="#c62828" stroke-dasharray="4 3"/>')
+        parts.append(f'<text x="{tx - 70:.1f}" y="{axis_y}" fill="#c62828">'
+                     f'RTO target {format_duration(rto_target)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def to_html(m: dict[str, Any]) -> str:
+    rb = m["runbook"]
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{escape(s['title'])}</td><td>{s['kind']}</td>"
+        f"<td style='color:{_COLORS.get(s['status'], '#000')}'>{s['status']}</td>"
+        f"<td>{_d(s.get('duration_s'))}</td><td>{s.get('attempts', 0)}</td>"
+        f"<td>{escape(s.get('error') or '')}</td></tr>"
+        for i, s in enumerate(m["steps"], 1))
+    evidence = "".join(
+        f"<li>{escape(e['step'])}: {_d(e['seconds'])}"
+        + ("" if e["lost_writes"] is None else f", {e['lost_writes']} lost writes")
+        + f" <code>{escape(str(e['detail']))}</code></li>" for e in m["rpo_evidence"])
+    approvals = "".join(f"<li>{escape(a['step'])}: {a['how']} by {escape(str(a['by']))}</li>"
+                        for a in m["approvals"])
+    logs = "".join(f'<li><a href="{escape(v)}">{escape(k)}</a></li>'
+                   for k, v in m["artifacts"].items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{escape(rb['id'])} {escape(m['run_id'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
+<h1>{escape(rb['id'])} {escape(rb['title'])}: {m['status'].upper()}
+{'(dry run)' if m['dry_run'] else ''}</h1>
+<p>Run <code>{escape(m['run_id'])}</code> on <b>{escape(m['env'])}</b>,
+started {m['started_at']}, finished {m['finished_at'] or 'not finished'}.</p>
+<table><tr><th></th><th>target</th><th>achieved</th><th></th></tr>
+<tr><td>RTO</td><td>{_d(m['targets']['rto_s'])}</td><td>{_d(m['achieved']['rto_s'])}</td>
+<td>{_met(m['met']['rto'])}</td></tr>
+<tr><td>RPO</td><td>{_d(m['targets']['rpo_s'])}</td><td>{_d(m['achieved']['rpo_s'])}</td>
+<td>{_met(m['met']['rpo'])}</td></tr></table>
+<h2>Timeline</h2>{_timeline(m)}
+<table><tr><th>#</th><th>step</th><th>kind</th><th>status</th><th>duration</th>
+<th>attempts</th><th>error</th></tr>{rows}</table>
+<h2>RPO evidence</h2><ul>{evidence or '<li>none recorded</li>'}</ul>
+<h2>Approvals</h2><ul>{approvals or '<li>none</li>'}</ul>
+<h2>Raw logs</h2><ul>{logs}</ul>
+</body></html>
+"""

@@ -1,0 +1,87 @@
+"""The report model: everything a post-mortem needs about one run, as plain data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from drkit.journal import RunState, parse_ts, read_events
+
+
+def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
+                dry_run_summary: list[str]) -> dict[str, Any]:
+    events = read_events(run_dir / "journal.jsonl")
+    state = RunState.from_events(events)
+    first = events[0]
+    finished = next((e for e in reversed(events) if e["event"] == "run_finished"), None)
+    titles = {s.id: (s.title, s.kind) for s in runbook.all_steps()} if runbook else {}
+    t0 = parse_ts(first["ts"])
+
+    steps: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        kind = ev["event"]
+        if kind == "step_started":
+            title, skind = titles.get(ev["step"], (ev["step"], ev["kind"]))
+            row = steps.setdefault(ev["step"], {
+                "id": ev["step"], "title": title, "kind": skind, "phase": ev["phase"],
+                "attempts": 0, "status": "running", "error": None, "tail": [],
+            })
+            row["attempts"] += 1
+            row["started_at"] = ev["ts"]
+            row["start_offset_s"] = round((parse_ts(ev["ts"]) - t0).total_seconds(), 3)
+            row["status"] = "running"
+        elif kind == "step_finished":
+            title, skind = titles.get(ev["step"], (ev["step"], "?"))
+            row = steps.setdefault(ev["step"], {
+                "id": ev["step"], "title": title, "kind": skind, "phase": "main",
+                "attempts": 0, "started_at": ev["ts"],
+                "start_offset_s": round((parse_ts(ev["ts"]) - t0).total_seconds(), 3),
+            })
+            row.update(status=ev["status"], finished_at=ev["ts"], duration_s=ev["duration_s"],
+                       error=ev["error"], tail=ev["tail"])
+    for row in steps.values():
+        if row["status"] == "running":
+            row["status"] = "interrupted"
+
+    rto = finished["rto_s"] if finished else None
+    rpo = finished["rpo_s"] if finished else None
+    return {
+        "run_id": state.run_id,
+        "runbook": {"id": state.runbook,
+                    "title": getattr(runbook, "title", state.runbook),
+                    "severity": getattr(runbook, "severity", None)},
+        "env": state.env,
+        "params": state.params,
+        "dry_run": state.dry_run,
+        "status": state.status,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "duration_s": (round((parse_ts(state.finished_at) - t0).total_seconds(), 3)
+                       if state.finished_at else None),
+        "incident_start": first.get("incident_start"),
+        "targets": {"rto_s": targets["rto_s"], "rpo_s": targets["rpo_s"]},
+        "achieved": {"rto_s": rto, "rpo_s": rpo},
+        "met": {
+            "rto": None if rto is None else rto <= targets["rto_s"],
+            "rpo": None if rpo is None else rpo <= targets["rpo_s"],
+        },
+        "targets_met": bool(finished and finished["targets_met"]),
+        "steps": list(steps.values()),
+        "marks": state.marks,
+        "rpo_evidence": list(state.rpo_evidence),
+        "approvals": list(state.approvals),
+        "notifications": [{k: e[k] for k in ("step", "channel", "template", "sent")}
+                          for e in events if e["event"] == "notify"],
+        "decisions": [e["text"] for e in events if e["event"] == "decision"],
+        "resumes": state.resumes,
+        "dry_run_summary": dry_run_summary,
+        "artifacts": _artifacts(run_dir),
+    }
+
+
+def _artifacts(run_dir: Path) -> dict[str, str]:
+    out = {"journal": "journal.jsonl"}
+    for sub in ("terraform", "ansible"):
+        if (run_dir / sub).is_dir():
+            out[sub] = f"{sub}/"
+    return out

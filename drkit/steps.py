@@ -1,0 +1,217 @@
+"""How each kind of step runs: one function per kind, each returning a StepOutcome.
+
+The engine renders a step's spec, then calls ``execute``. Executors never decide
+what a failure means for the run; they describe what happened (ok or not, a
+one-line summary, outputs for later steps, the tail of the tool's output, what
+changed or would change in a dry run, RPO evidence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from drkit import notify, registry
+from drkit.drivers import ansible as ansible_driver
+from drkit.drivers.terraform import Terraform
+from drkit.drivers.tfconfig import find_provider_mirror, write_cli_config
+from drkit.errors import ApprovalRequired, DrkitError
+from drkit.runbook import Step
+from drkit.templating import evaluate
+
+
+@dataclass
+class StepOutcome:
+    ok: bool
+    summary: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    tail: list[str] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    approval: dict[str, Any] | None = None
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Runtime:
+    """What executors need from the engine for one step."""
+
+    ctx: registry.StepContext
+    template_ctx: dict[str, Any]
+    yes: bool
+    interactive: bool
+    timeout_s: float | None
+    activity: Callable[[str], None]
+    ask: Callable[[str], bool]
+
+
+def execute(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
+    """Run one rendered step. Only a DrkitError for bad input or a refused approval
+    escapes; a failing tool or action becomes ``StepOutcome(ok=False)``."""
+    runner = _EXECUTORS[step.kind]
+    try:
+        return runner(step, spec, rt)
+    except (ApprovalRequired, KeyboardInterrupt):
+        raise
+    except DrkitError as exc:
+        return StepOutcome(ok=False, summary=str(exc).splitlines()[0], error=str(exc))
+    except Exception as exc:  # an action or probe raised: the step failed, say why
+        return StepOutcome(ok=False, summary=f"{type(exc).__name__}: {exc}",
+                           error=f"{type(exc).__name__}: {exc}")
+
+
+def _terraform(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
+    ctx = rt.ctx
+    module_dir = ctx.project.path(spec["dir"])
+    env = ctx.env
+    slug = hashlib.sha256(str(module_dir).encode()).hexdigest()[:10]
+    state_dir = ctx.project.state_dir
+    cli_config = write_cli_config(
+        state_dir / "terraform" / "terraformrc",
+        mirror=find_provider_mirror(), plugin_cache=state_dir / "terraform" / "plugin-cache",
+    )
+    tf = Terraform(
+        module_dir,
+        data_dir=state_dir / "terraform" / env.name / f"{module_dir.name}-{slug}",
+        log_dir=ctx.run_dir / "terraform" / step.id,
+        env=env.process_env(), cli_config=cli_config,
+        on_event=lambda m: rt.activity(str(m.get("@message", m.get("type", "")))),
+    )
+    tf_settings = env.settings.get("terraform") or {}
+    backend = tf_settings.get("backend_config") if tf_settings.get("dir") == spec["dir"] else None
+    result = tf.init(backend_config=backend, timeout=rt.timeout_s)
+    if result.ok and spec.get("workspace"):
+        result = tf.select_workspace(spec["workspace"], timeout=rt.timeout_s)
+    if not result.ok:
+        return _from_driver(result)
+    plan_file = ctx.run_dir / "terraform" / step.id / "tfplan"
+    plan = tf.plan(
+        plan_file=plan_file, vars=spec.get("vars") or {},
+        var_files=[ctx.project.path(f) for f in spec.get("var_files") or []],
+        targets=spec.get("targets") or [], destroy=spec.get("action") == "destroy",
+        timeout=rt.timeout_s,
+    )
+    if not plan.ok or ctx.dry_run or spec.get("action") == "plan":
+        return _from_driver(plan)
+    applied = tf.apply(plan_file, timeout=rt.timeout_s)
+    plan_file.unlink(missing_ok=True)  # a saved plan may hold variable values
+    return _from_driver(applied)
+
+
+def _ansible(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
+    ctx = rt.ctx
+
+    def on_event(ev: dict[str, Any]) -> None:
+        text = " ".join(str(ev.get(k)) for k in ("type", "host", "task") if ev.get(k))
+        rt.activity(text)
+
+    result = ansible_driver.run_playbook(
+        ctx.project.path(spec["playbook"]),
+        inventory=ctx.env.inventory, limit=spec.get("limit"),
+        extra_vars=spec.get("extra_vars") or {}, tags=spec.get("tags") or (),
+        check=ctx.dry_run, diff=ctx.dry_run,
+        private_data_dir=ctx.run_dir / "ansible" / step.id,
+        env=ctx.env.process_env(), on_event=on_event, timeout=rt.timeout_s,
+    )
+    return _from_driver(result)
+
+
+def _check(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
+    fn = registry.get_probe(spec["probe"])
+    result = registry.call(fn, rt.ctx, spec.get("args") or {})
+    passed = bool(evaluate(spec["expect"], {**rt.template_ctx, "result": result}))
+    summary = f"{spec['probe']}: {'pass' if passed else 'FAIL'} ({spec['expect']})"
+    error = None
+    if not passed:
+        message = spec.get("message")
+        if message:
+            from drkit.templating import render
+            message = render(message, {**rt.template_ctx, "result": result})
+        error = message or f"{spec['probe']} returned {result}, expected {spec['expect']}"
+        summary = error
+    return StepOutcome(ok=passed, summary=summary, outputs=result, error=error)
+
+
+def _approval(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
+    prompt = spec["prompt"]
+    if rt.ctx.dry_run:
+        return StepOutcome(ok=True, summary=f"would ask: {prompt}",
+                           approval={"how": "dry-run", "by": None})
+    if rt.yes:
+        return StepOutcome(ok=True, summary="approved by --yes",
+                           approval={"how": "yes-flag", "by": _user()})
+    if not rt.interactive:
+        raise ApprovalRequired(
+            f"step {step.id} needs approval ({prompt}) but there is no terminal to ask",
+            hint="re-run with --yes to approve non-interactively",
+        )
+    if rt.ask(prompt):
+        return StepOutcome(ok=True, summary="approved interactively",
+                           approval={"how": "interactive", "by": _user()})
+    return StepOutcome(ok=False, summary="approval refused", error="the operator refused")
+
+
+def _notify(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
+    ctx = rt.ctx
+    text = notify.render_template(
+        spec["template"], {**rt.template_ctx, "vars": spec.get("vars") or {}},
+        ctx.project.root,
+    )
+    channels = (ctx.env.settings.get("notify") or {}).get("channels") or {}
+    deliveries = notify.send(text, channels, spec.get("channels"),
+                             project_root=ctx.project.root, dry_run=ctx.dry_run,
+                             subject=text.splitlines()[0] if text else spec["template"])
+    sent = [d.channel for d in deliveries if d.sent]
+    failed = [d for d in deliveries if not d.sent and not ctx.dry_run]
+    summary = (f"would send {spec['template']} to {', '.join(d.channel for d in deliveries)}"
+               if ctx.dry_run else f"sent {spec['template']} to {', '.join(sent) or 'no channel'}")
+    return StepOutcome(
+        ok=not failed, summary=summary,
+        error="; ".join(f"{d.channel}: {d.detail}" for d in failed) or None,
+        notifications=[{"channel": d.channel, "template": spec["template"], "sent": d.sent,
+                        "text": text} for d in deliveries] or
+                      [{"channel": None, "template": spec["template"], "sent": False,
+                        "text": text}],
+    )
+
+
+def _action(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
+    fn = registry.get_action(spec["name"])
+    if rt.ctx.dry_run:
+        args = ", ".join(f"{k}={v!r}" for k, v in (spec.get("args") or {}).items())
+        return StepOutcome(ok=True, summary=f"would run {spec['name']}({args})",
+                           changes=[{"action": spec["name"], "args": spec.get("args") or {}}])
+    outputs = registry.call(fn, rt.ctx, spec.get("args") or {})
+    return StepOutcome(ok=True, summary=str(outputs.get("summary") or f"{spec['name']}: done"),
+                       outputs=outputs)
+
+
+def _from_driver(result: Any) -> StepOutcome:
+    return StepOutcome(
+        ok=result.ok, summary=result.summary, outputs=dict(result.outputs),
+        tail=list(result.tail), changes=list(result.changes),
+        error=None if result.ok else (result.summary or "failed"),
+    )
+
+
+def _user() -> str:
+    import getpass
+    import socket
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def ask_on_terminal(prompt: str) -> bool:
+    """Ask a yes/no question on the controlling terminal."""
+    sys.stderr.write(f"{prompt} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+_EXECUTORS: dict[str, Callable[[Step, dict[str, Any], Runtime], StepOutcome]] = {
+    "terraform": _terraform, "ansible": _ansible, "check": _check,
+    "approval": _approval, "notify": _notify, "action": _action,
+}
