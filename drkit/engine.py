@@ -45,9 +45,9 @@ from drkit.lock import LockHolder, make_lock
 from drkit.project import Project
 from drkit.redact import redact
 from drkit.report import write_reports
-from drkit.runbook import Runbook, Step, bind_params, load_runbook
+from drkit.runbook import Runbook, Step, bind_params, load_runbook, render_spec
 from drkit.steps import Runtime, StepOutcome, ask_on_terminal, execute
-from drkit.templating import evaluate, render
+from drkit.templating import evaluate
 
 
 @dataclass
@@ -276,7 +276,7 @@ class Engine:
         preflight (recorded in preflight_finished, not as a step)."""
         assert self.journal is not None
         ctx = {**base_ctx, "steps": self._steps_ctx()}
-        spec = render(step.spec, ctx)
+        spec = render_spec(step, ctx)
         for mark in step.marks_start if journal_phase else ():
             self._mark(mark, step.id)
         attempt = 1

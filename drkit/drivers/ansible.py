@@ -117,17 +117,25 @@ def _compact(event: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _message(res: Mapping[str, Any]) -> str | None:
-    """The most useful one-line explanation in a task result."""
+    """The most useful one-line explanation in a task result.
+
+    A failed command says only "non-zero return code"; its stderr says why.
+    """
     if res.get("censored"):
         return str(res["censored"])
-    for key in ("msg", "stderr", "stdout", "reason"):
-        value = res.get(key)
-        if value:
-            text = str(value).strip()
-            return text if len(text) <= 2000 else text[:2000] + "..."
-    if res.get("rc") not in (None, 0):
-        return f"rc={res['rc']}"
-    return None
+    parts = [str(res["msg"]).strip()] if res.get("msg") else []
+    failed_command = res.get("rc") not in (None, 0)
+    if failed_command:
+        parts = [f"{parts[0] if parts else 'failed'} (rc={res['rc']})"]
+    if failed_command or not parts:
+        for key in ("stderr", "stdout", "reason"):
+            if res.get(key):
+                parts.append(str(res[key]).strip())
+                break
+    text = ": ".join(p for p in parts if p)
+    if not text:
+        return None
+    return text if len(text) <= 2000 else text[:2000] + "..."
 
 
 def _clean_env_files(private_data_dir: Path) -> None:
@@ -224,8 +232,12 @@ def run_playbook(
     ok = status == "successful" and rc == 0
     if status == "timeout":
         summary = f"playbook: timed out after {timeout:g}s"
-    elif not ok and not failures and status != "successful":
-        summary = f"playbook {status}: rc={rc}"
+    elif not ok and not failures:
+        # Ansible stopped before any task failed (syntax error, missing file).
+        errors = [line for line in stdout_lines if line.startswith(("[ERROR]", "ERROR!"))]
+        summary = f"playbook {status} (rc={rc})"
+        if errors:
+            summary += ": " + errors[0].split(":", 1)[-1].strip()
     tail = [] if ok else failures[-10:] + last_lines(stdout_lines, 20 - len(failures[-10:]))
     artifact_dir = Path(runner.config.artifact_dir)
     log_path = artifact_dir / "stdout"
