@@ -165,6 +165,8 @@ class Reconciler:
                                 "not hosting it")
                 return None
             killed = iid in chaos["killed"]
+            if killed:
+                self._ssh_ready[iid] = False
             if not hosted:
                 return self._boot(inst, killed, chaos)
             if not killed and not hosts.sshd_running(self.lab, iid):

@@ -1,0 +1,363 @@
+"""Bring the lab up, take it down, say what it looks like, reset it.
+
+``up`` builds, in order: the gateway network, the control plane (moto), the DNS
+resolver, the reconciler; then bootstraps Terraform's state bucket and lock
+table, applies ``terraform/envs/lab`` (instances appear through Auto Scaling and
+the reconciler turns them into hosts), waits for every host to answer ssh, and
+runs the site playbook. Each phase is timed; the timings go to
+``.drkit/lab/state.json`` and the returned dict.
+
+``down`` removes everything the lab made (processes by pid file, every ``drk*``
+namespace, the ``drk-root`` link, ``/etc/netns/drk*``, the lab directory) and
+works after a failed or partial ``up``: each piece is removed if present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from drkit.errors import LabError
+from drkit.fsutil import atomic_write_json
+from drkit.lab import chaos, control_plane, hosts, netns, paths, processes, reconciler, resolver
+
+Progress = Callable[[str], None]
+
+TERRAFORM_DIR = "terraform/envs/lab"
+BACKEND_FILE = "backend.lab.hcl"
+INVENTORY_DIR = "inventory/lab"
+SITE_PLAYBOOK = "playbooks/site.yml"
+RESET_PLAYBOOK = "playbooks/reset.yml"
+DNS_ZONE = "lab.internal"
+
+#: Extra status probes (e.g. PostgreSQL roles and lag), registered by their owners:
+#: name -> fn(lab, view) -> dict, merged into ``status()["probes"][name]``.
+STATUS_PROBES: dict[str, Callable[[paths.LabPaths, dict], dict]] = {}
+
+
+def register_status_probe(name: str, fn: Callable[[paths.LabPaths, dict], dict]) -> None:
+    STATUS_PROBES[name] = fn
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+def lab_regions(project_root: Path) -> list[str]:
+    """The cloud regions of the lab estate: from inventory/lab's drkit settings when
+    present, else the default three."""
+    settings = project_root / INVENTORY_DIR / "group_vars" / "all" / "drkit.yml"
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+        import yaml
+
+        regions = yaml.safe_load(settings.read_text())["drkit"]["regions"]
+        found = [r["cloud_region"] for r in regions.values()]
+        if found:
+            return found
+    return list(paths.DEFAULT_REGIONS.values())
+
+
+def aws_env(region: str = "us-east-1") -> dict[str, str]:
+    """The environment every AWS tool needs to reach the lab's control plane."""
+    return {**paths.FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": paths.CONTROL_PLANE_URL,
+            "AWS_DEFAULT_REGION": region, "AWS_REGION": region,
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def read_backend_config(path: Path) -> dict[str, Any]:
+    """``key = value`` lines of a Terraform backend file (strings and booleans)."""
+    config: dict[str, Any] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if "=" not in line:
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if value in ("true", "false"):
+            config[key] = value == "true"
+        else:
+            config[key] = value.strip('"')
+    return config
+
+
+# -- phases ------------------------------------------------------------------------------
+
+
+class _Timer:
+    """Times named phases and reports each as it finishes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.phases: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.progress(f"{name} ...")
+        t0 = time.monotonic()
+        yield
+        self.phases[name] = round(time.monotonic() - t0, 3)
+        self.progress(f"{name}: {self.phases[name]:.2f} s")
+
+
+def start_core(lab: paths.LabPaths, regions: list[str], timer: _Timer) -> None:
+    """Gateway, control plane, DNS and reconciler: the lab without an estate."""
+    if netns.gateway_exists():
+        raise LabError(f"the lab is already up ({paths.GATEWAY_NS} exists)",
+                       hint="use it, or run `lab down` first")
+    lab.root.mkdir(parents=True, exist_ok=True)
+    with timer.phase("gateway"):
+        netns.create_gateway()
+    with timer.phase("control plane"):
+        control_plane.start_control_plane(lab)
+    with timer.phase("dns"):
+        resolver.start_resolver(lab)
+    with timer.phase("reconciler"):
+        hosts.ensure_ssh_material(lab)
+        reconciler.start_reconciler(lab, regions)
+
+
+def bootstrap_state_backend(backend: dict[str, Any]) -> None:
+    """The S3 bucket and DynamoDB lock table Terraform's backend needs (idempotent)."""
+    region = backend.get("region", "us-west-2")
+    s3 = control_plane.client("s3", region)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=backend["bucket"],
+                         CreateBucketConfiguration={"LocationConstraint": region})
+    s3.put_bucket_versioning(Bucket=backend["bucket"],
+                             VersioningConfiguration={"Status": "Enabled"})
+    if backend.get("dynamodb_table"):
+        ddb = control_plane.client("dynamodb", region)
+        with contextlib.suppress(ddb.exceptions.ResourceInUseException):
+            ddb.create_table(TableName=backend["dynamodb_table"], BillingMode="PAY_PER_REQUEST",
+                             KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
+                             AttributeDefinitions=[{"AttributeName": "LockID",
+                                                    "AttributeType": "S"}])
+
+
+def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
+                 vars: dict[str, Any] | None = None) -> dict[str, Any]:
+    """terraform init + plan + apply of terraform/envs/lab through drkit's driver."""
+    from drkit.drivers.terraform import Terraform
+    from drkit.drivers.tfconfig import find_provider_mirror, write_cli_config
+
+    module = project_root / TERRAFORM_DIR
+    backend = read_backend_config(module / BACKEND_FILE)
+    bootstrap_state_backend(backend)
+    work = lab.root / "terraform"
+    cli_config = write_cli_config(work / "terraformrc", mirror=find_provider_mirror(),
+                                  plugin_cache=work / "plugin-cache")
+    tf = Terraform(module, data_dir=work / "data", log_dir=lab.log_dir / "terraform",
+                   env=aws_env(backend.get("region", "us-west-2")), cli_config=cli_config)
+    for step in ("init", "plan", "apply"):
+        if step == "init":
+            result = tf.init(backend_config=backend)
+        elif step == "plan":
+            result = tf.plan(plan_file=work / "lab.tfplan", vars=vars)
+        else:
+            result = tf.apply(work / "lab.tfplan")
+        progress(f"  terraform {result.summary}")
+        if not result.ok:
+            raise LabError(f"terraform {step} of {TERRAFORM_DIR} failed: "
+                           + " | ".join(result.tail[-5:]),
+                           hint=f"see {result.log_path}; then `lab down`, fix, `lab up`")
+    return result.outputs
+
+
+def wait_hosts_ready(lab: paths.LabPaths, *, timeout: float = 90.0,
+                     expect_at_least: int = 1) -> list[dict[str, Any]]:
+    """Wait until the reconciler shows every running instance with sshd answering."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [r for r in reconciler.read_view(lab)["instances"] if r["state"] == "running"
+                and not r["host"].startswith("not hosted")]
+        if len(rows) >= expect_at_least and all(r["ssh_ready"] for r in rows):
+            return rows
+        if time.monotonic() > deadline:
+            pending = [r["name"] for r in rows if not r["ssh_ready"]]
+            raise LabError(f"hosts not ssh-ready after {timeout:.0f} s: {pending or 'none seen'}",
+                           hint=f"see {lab.log_file('reconciler')}")
+        time.sleep(0.1)
+
+
+def run_site(project_root: Path, lab: paths.LabPaths, progress: Progress,
+             playbook: str = SITE_PLAYBOOK) -> dict[str, Any]:
+    """Configure the hosts (PostgreSQL, DNS records, app) with the site playbook."""
+    from drkit.drivers.ansible import run_playbook
+
+    env = {**aws_env(), "ANSIBLE_HOST_KEY_CHECKING": "False",
+           "ANSIBLE_PRIVATE_KEY_FILE": str(lab.ssh_key), "DRKIT_LAB_DIR": str(lab.root)}
+    result = run_playbook(project_root / playbook, inventory=project_root / INVENTORY_DIR,
+                          private_data_dir=lab.root / "ansible", env=env)
+    progress(f"  {result.summary}")
+    if not result.ok:
+        raise LabError(f"{playbook} failed: " + " | ".join(result.tail[-5:]),
+                       hint=f"see {result.log_path}")
+    return result.outputs
+
+
+# -- public entry points ---------------------------------------------------------------
+
+
+def up(project_root: Path, *, progress: Progress = _quiet, estate: bool = True,
+       configure: bool = True) -> dict[str, Any]:
+    """Build the lab. ``estate``: apply Terraform; ``configure``: run the site playbook
+    (each only where its files exist in the project). Returns timings and hosts."""
+    project_root = Path(project_root).resolve()
+    lab = paths.LabPaths.for_project(project_root)
+    regions = lab_regions(project_root)
+    timer = _Timer(progress)
+    t0 = time.monotonic()
+    state: dict[str, Any] = {"started_at": time.time(), "regions": regions, "phases": {},
+                             "etc_netns_existed": Path("/etc/netns").exists()}
+    start_core(lab, regions, timer)
+    _save_state(lab, state, timer)
+    if estate and (project_root / TERRAFORM_DIR / "main.tf").exists():
+        with timer.phase("terraform"):
+            state["terraform_outputs"] = apply_estate(project_root, lab, progress)
+        with timer.phase("hosts"):
+            state["hosts"] = len(wait_hosts_ready(lab))
+    else:
+        progress(f"estate skipped ({TERRAFORM_DIR} not applied)")
+    if configure and estate and (project_root / SITE_PLAYBOOK).exists():
+        with timer.phase("site playbook"):
+            run_site(project_root, lab, progress)
+    else:
+        progress(f"configuration skipped ({SITE_PLAYBOOK} not run)")
+    state["total_s"] = round(time.monotonic() - t0, 3)
+    _save_state(lab, state, timer)
+    progress(f"lab up in {state['total_s']:.1f} s")
+    return {**state, "phases": timer.phases}
+
+
+def _save_state(lab: paths.LabPaths, state: dict[str, Any], timer: _Timer) -> None:
+    state["phases"] = dict(timer.phases)
+    atomic_write_json(lab.state_json, state)
+
+
+def down(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
+    """Remove everything the lab made; safe to run any number of times."""
+    project_root = Path(project_root).resolve()
+    lab = paths.LabPaths.for_project(project_root)
+    timer = _Timer(progress)
+    t0 = time.monotonic()
+    try:
+        etc_netns_existed = json.loads(lab.state_json.read_text())["etc_netns_existed"]
+    except (FileNotFoundError, ValueError, KeyError):
+        etc_netns_existed = None  # unknown: remove /etc/netns only if empty
+    with timer.phase("processes"):
+        # The reconciler first, so it does not rebuild hosts while they go.
+        for name in (reconciler.NAME, resolver.NAME, control_plane.NAME):
+            progress("  " + processes.stop(lab.pid_file(name)))
+    with timer.phase("hosts"):
+        for ns in netns.list_namespaces(paths.HOST_NS_PREFIX):
+            netns.delete_ns(ns)
+    with timer.phase("gateway"):
+        netns.delete_gateway()
+        for ns in netns.list_namespaces(paths.LAB_NS_PREFIX):
+            netns.delete_ns(ns)
+        etc = Path("/etc/netns")
+        if etc.is_dir():
+            for entry in etc.glob(f"{paths.LAB_NS_PREFIX}*"):
+                shutil.rmtree(entry, ignore_errors=True)
+            if not etc_netns_existed and not any(etc.iterdir()):
+                etc.rmdir()
+    with timer.phase("files"):
+        shutil.rmtree(lab.root, ignore_errors=True)
+    leftovers = leftovers_of(lab)
+    total = round(time.monotonic() - t0, 3)
+    progress(f"lab down in {total:.1f} s" + (f"; LEFT BEHIND: {leftovers}" if leftovers else ""))
+    if leftovers:
+        raise LabError(f"lab down left things behind: {leftovers}")
+    return {"phases": timer.phases, "total_s": total}
+
+
+def leftovers_of(lab: paths.LabPaths) -> list[str]:
+    """Anything of the lab still present: namespaces, links, /etc/netns entries, dirs,
+    routes through the gateway."""
+    found = [f"namespace {ns}" for ns in netns.list_namespaces(paths.LAB_NS_PREFIX)]
+    if netns.link_exists(paths.ROOT_LINK):
+        found.append(f"link {paths.ROOT_LINK}")
+    etc = Path("/etc/netns")
+    if etc.is_dir():
+        found += [f"{p}" for p in etc.glob(f"{paths.LAB_NS_PREFIX}*")]
+    if lab.root.exists():
+        found.append(f"directory {lab.root}")
+    return found
+
+
+def dns_answers(name: str = f"db.{DNS_ZONE}", timeout: float = 1.0) -> dict[str, Any]:
+    """Ask the lab resolver for ``name`` (A); says whether it answered and with what."""
+    from dnslib import QTYPE, RCODE, DNSRecord
+
+    try:
+        raw = DNSRecord.question(name, "A").send(paths.GATEWAY_ADDR, paths.DNS_PORT,
+                                                 timeout=timeout)
+    except OSError as exc:  # includes TimeoutError
+        return {"answering": False, "error": str(exc)}
+    reply = DNSRecord.parse(raw)
+    return {"answering": True, "name": name, "rcode": RCODE[reply.header.rcode],
+            "addresses": [str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A]}
+
+
+def status(project_root: Path) -> dict[str, Any]:
+    """The lab as it is: processes, hosts (from the reconciler), DNS, chaos, probes."""
+    project_root = Path(project_root).resolve()
+    lab = paths.LabPaths.for_project(project_root)
+    procs = {}
+    for name in (control_plane.NAME, resolver.NAME, reconciler.NAME):
+        record = processes.read_pid_file(lab.pid_file(name))
+        procs[name] = {"pid": record.pid if record else None,
+                       "running": bool(record and record.matches())}
+    view = reconciler.read_view(lab)
+    up_now = netns.gateway_exists()
+    result = {
+        "up": up_now,
+        "lab_dir": str(lab.root),
+        "processes": procs,
+        "regions": view.get("regions", []),
+        "instances": view["instances"],
+        "dns": dns_answers() if up_now else {"answering": False},
+        "chaos": chaos.describe(lab),
+        "probes": {},
+    }
+    for name, probe in STATUS_PROBES.items():
+        try:
+            result["probes"][name] = probe(lab, view)
+        except Exception as exc:  # a probe's failure is status, not a crash
+            result["probes"][name] = {"error": str(exc)}
+    return result
+
+
+def reset(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
+    """Return a used lab to the baseline without rebuilding it: undo chaos, re-apply
+    Terraform without overrides (capacities at defaults), wait for hosts, then the
+    reset playbook (database roles and DNS back to baseline; site playbook if the
+    project has no reset playbook)."""
+    project_root = Path(project_root).resolve()
+    lab = paths.LabPaths.for_project(project_root)
+    if not netns.gateway_exists():
+        raise LabError("the lab is not up", hint="run `lab up`")
+    timer = _Timer(progress)
+    t0 = time.monotonic()
+    with timer.phase("chaos restore"):
+        for line in chaos.restore(lab, wait_s=20.0):
+            progress("  " + line)
+    if (project_root / TERRAFORM_DIR / "main.tf").exists():
+        with timer.phase("terraform"):
+            apply_estate(project_root, lab, progress)
+        with timer.phase("hosts"):
+            wait_hosts_ready(lab)
+    playbook = RESET_PLAYBOOK if (project_root / RESET_PLAYBOOK).exists() else SITE_PLAYBOOK
+    if (project_root / playbook).exists():
+        with timer.phase(Path(playbook).stem + " playbook"):
+            run_site(project_root, lab, progress, playbook)
+    total = round(time.monotonic() - t0, 3)
+    progress(f"lab reset in {total:.1f} s")
+    return {"phases": timer.phases, "total_s": total}
