@@ -64,6 +64,15 @@ EVENT_TABLE = [
     ({"event": "runner_on_unreachable",
       "event_data": {"host": "db3", "task": "Stop", "res": {"msg": "no route"}}},
      {"type": "unreachable", "host": "db3", "task": "Stop", "msg": "no route"}),
+    ({"event": "runner_on_failed",
+      "event_data": {"host": "db1", "task": "Cmd",
+                     "res": {"msg": "non-zero return code", "rc": 2, "stderr": "no such file",
+                             "stdout": "partial"}}},
+     {"type": "task_failed", "host": "db1", "task": "Cmd",
+      "msg": "non-zero return code (rc=2): no such file"}),
+    ({"event": "runner_on_failed",
+      "event_data": {"host": "db1", "task": "Sh", "res": {"rc": 1, "stdout": "only out"}}},
+     {"type": "task_failed", "host": "db1", "task": "Sh", "msg": "failed (rc=1): only out"}),
     ({"event": "verbose", "event_data": {}}, None),
 ]
 

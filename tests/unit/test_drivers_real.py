@@ -1,0 +1,280 @@
+"""The drivers against the real tools: terraform and ansible on localhost only.
+
+Each test works on copies under tmp_path, so nothing lands in the repository.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from drkit.drivers.ansible import run_playbook
+from drkit.drivers.terraform import SENSITIVE, Terraform
+from drkit.drivers.tfconfig import find_provider_mirror, write_cli_config
+
+pytestmark = pytest.mark.slow
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+INVENTORY = DEMO / "inventory" / "hosts.yml"
+
+
+def _module(tmp_path: Path, main_tf: str | None = None) -> Path:
+    """The demo module copied to tmp_path, or a module with the given main.tf."""
+    module = tmp_path / "module"
+    if main_tf is None:
+        # Only the sources: a demo run from the checkout may have left state there.
+        shutil.copytree(DEMO / "terraform", module, ignore=shutil.ignore_patterns(
+            "*.tfstate", "*.tfstate.*", "terraform.tfstate.d", ".terraform*"))
+    else:
+        module.mkdir()
+        (module / "main.tf").write_text(main_tf)
+    return module
+
+
+def _terraform(tmp_path: Path, module: Path, events: list[dict] | None = None) -> Terraform:
+    cli_config = write_cli_config(tmp_path / "terraformrc", mirror=find_provider_mirror(),
+                                  plugin_cache=tmp_path / "plugin-cache")
+    return Terraform(module, data_dir=tmp_path / "data", log_dir=tmp_path / "logs",
+                     cli_config=cli_config,
+                     on_event=events.append if events is not None else None)
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
+
+
+# --- terraform ------------------------------------------------------------------
+
+
+def test_plan_changes_nothing_and_lists_the_resource(tmp_path: Path):
+    module = _module(tmp_path)
+    before = _files(module)
+    events: list[dict] = []
+    tf = _terraform(tmp_path, module, events)
+    out_dir = tmp_path / "out"
+
+    assert tf.init().ok
+    plan = tf.plan(plan_file=tmp_path / "run" / "tfplan", vars={"out_dir": str(out_dir)})
+
+    assert plan.ok and plan.rc == 2
+    assert plan.summary == "plan: 1 to add, 0 to change, 0 to destroy"
+    assert plan.changes == [{"address": "terraform_data.marker", "action": "create"}]
+    assert not out_dir.exists()
+    assert _files(module) == before
+    assert not list(tmp_path.rglob("*.tfstate"))
+    assert {"planned_change", "change_summary"} <= {e["type"] for e in events}
+    assert (tmp_path / "logs" / "plan.jsonl").is_file()
+    # Variable values went through a temporary file, which is gone.
+    assert not list((tmp_path / "data").glob("*.tfvars.json"))
+
+
+def test_apply_creates_the_file_and_returns_outputs(tmp_path: Path):
+    module = _module(tmp_path)
+    events: list[dict] = []
+    tf = _terraform(tmp_path, module, events)
+    out_dir = tmp_path / "out"
+    plan_file = tmp_path / "run" / "tfplan"
+
+    assert tf.init().ok
+    assert tf.select_workspace("drill").ok
+    assert tf.plan(plan_file=plan_file, vars={"out_dir": str(out_dir),
+                                              "message": "restored"}).ok
+    applied = tf.apply(plan_file)
+
+    assert applied.ok, applied.tail
+    assert applied.summary == "apply: 1 added, 0 changed, 0 destroyed"
+    assert applied.changes == [{"address": "terraform_data.marker", "action": "create"}]
+    assert (out_dir / "terraform.txt").read_text() == "restored\n"
+    assert applied.outputs["marker_path"] == str(out_dir / "terraform.txt")
+    assert {"apply_start", "apply_complete"} <= {e["type"] for e in events}
+
+    outputs = tf.output()
+    assert outputs.ok
+    assert outputs.outputs["marker_path"] == str(out_dir / "terraform.txt")
+    assert outputs.outputs["marker_id"] == applied.outputs["marker_id"]
+
+    # Planning again finds nothing to do.
+    again = tf.plan(plan_file=plan_file, vars={"out_dir": str(out_dir), "message": "restored"})
+    assert again.ok and again.rc == 0 and again.changes == []
+
+
+FAILING_TF = """
+resource "terraform_data" "broken" {
+  provisioner "local-exec" {
+    command = "echo promoting the replica; echo 'replica not found' >&2; exit 3"
+  }
+}
+"""
+
+
+def test_failing_apply_returns_the_error_without_raising(tmp_path: Path):
+    events: list[dict] = []
+    tf = _terraform(tmp_path, _module(tmp_path, FAILING_TF), events)
+    assert tf.init().ok
+    assert tf.plan(plan_file=tmp_path / "tfplan").ok
+
+    result = tf.apply(tmp_path / "tfplan")
+
+    assert not result.ok and result.rc == 1
+    assert result.summary.startswith("apply failed: Error: local-exec provisioner error")
+    tail = "\n".join(result.tail)
+    assert "exit status 3" in tail
+    assert "replica not found" in tail
+    assert "apply_errored" in {e["type"] for e in events}
+
+
+def test_invalid_variable_fails_the_plan_with_the_validation_message(tmp_path: Path):
+    tf = _terraform(tmp_path, _module(tmp_path))
+    assert tf.init().ok
+    result = tf.plan(plan_file=tmp_path / "tfplan", vars={"out_dir": "relative/dir"})
+    assert not result.ok and result.rc == 1
+    assert "out_dir must be an absolute path." in result.tail
+
+
+def test_timeout_kills_terraform_and_says_so(tmp_path: Path):
+    slow = 'resource "terraform_data" "slow" {\n' \
+           '  provisioner "local-exec" { command = "sleep 60" }\n}\n'
+    tf = _terraform(tmp_path, _module(tmp_path, slow))
+    assert tf.init().ok
+    assert tf.plan(plan_file=tmp_path / "tfplan").ok
+
+    result = tf.apply(tmp_path / "tfplan", timeout=2)
+
+    assert not result.ok
+    assert result.summary == "apply: timed out after 2s"
+
+
+def test_sensitive_outputs_are_never_returned_or_logged(tmp_path: Path):
+    module = _module(tmp_path, 'output "db_password" {\n  value     = "hunter2"\n'
+                               '  sensitive = true\n}\noutput "region" {\n'
+                               '  value = "eu-west"\n}\n')
+    tf = _terraform(tmp_path, module)
+    assert tf.init().ok
+    assert tf.plan(plan_file=tmp_path / "run" / "tfplan").ok
+    applied = tf.apply(tmp_path / "run" / "tfplan")
+    outputs = tf.output()
+
+    assert applied.outputs == {"db_password": SENSITIVE, "region": "eu-west"}
+    assert outputs.outputs == {"db_password": SENSITIVE, "region": "eu-west"}
+    for log in (tmp_path / "logs").iterdir():
+        assert "hunter2" not in log.read_text(), log
+
+
+def test_missing_module_dir_is_a_failed_result(tmp_path: Path):
+    tf = _terraform(tmp_path, tmp_path / "no-such-module")
+    result = tf.init()
+    assert not result.ok
+    assert result.tail
+
+
+# --- ansible --------------------------------------------------------------------
+
+
+def test_check_mode_reports_what_would_change_and_writes_nothing(tmp_path: Path):
+    events: list[dict] = []
+    out_dir = tmp_path / "out"
+
+    result = run_playbook(DEMO / "playbook.yml", inventory=INVENTORY,
+                          private_data_dir=tmp_path / "pdd", check=True, diff=True,
+                          extra_vars={"demo_out_dir": str(out_dir)}, on_event=events.append)
+
+    assert result.ok, result.tail
+    assert not out_dir.exists()
+    changed = {c["task"] for c in result.changes}
+    assert "Write the marker file" in changed
+    write = next(c for c in result.changes if c["task"] == "Write the marker file")
+    assert write["host"] == "localhost" and "diff" in write
+    assert result.summary.endswith("(check mode)")
+    types = [e["type"] for e in events]
+    assert types[0] == "play_start"
+    assert {"task_start", "task_ok", "task_changed"} <= set(types)
+
+
+def test_playbook_writes_the_file_and_publishes_outputs(tmp_path: Path):
+    out_dir = tmp_path / "out"
+    pdd = tmp_path / "pdd"
+
+    result = run_playbook(DEMO / "playbook.yml", inventory=INVENTORY, private_data_dir=pdd,
+                          extra_vars={"demo_out_dir": str(out_dir),
+                                      "unused_secret": "hunter2"})
+
+    assert result.ok, result.tail
+    assert result.rc == 0
+    assert (out_dir / "ansible.txt").read_text() == "written by ansible\n"
+    assert result.summary == "playbook: ok=4 changed=2 failed=0"
+    assert result.outputs["stats"]["localhost"]["changed"] == 2
+    assert result.outputs["facts"] == {
+        "localhost": {"marker_path": str(out_dir / "ansible.txt")}}
+    assert result.log_path is not None and result.log_path.is_file()
+    # The extra vars file is gone: the run directory holds no secrets.
+    assert not (pdd / "env" / "extravars").exists()
+    for path in pdd.rglob("*"):
+        if path.is_file():
+            assert "hunter2" not in path.read_text(errors="replace"), path
+
+    again = run_playbook(DEMO / "playbook.yml", inventory=INVENTORY, private_data_dir=pdd,
+                         extra_vars={"demo_out_dir": str(out_dir)})
+    assert again.ok and again.changes == []
+
+
+FAILING_PLAYBOOK = """
+- name: Promote
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Before
+      ansible.builtin.debug: {msg: starting}
+    - name: Promote the replica
+      ansible.builtin.command:
+        argv: [/bin/sh, -c, "echo 'pg_ctl: server is not in standby mode' >&2; exit 1"]
+      changed_when: true
+    - name: Never reached
+      ansible.builtin.debug: {msg: unreachable}
+"""
+
+
+def test_failing_playbook_returns_the_failed_task(tmp_path: Path):
+    playbook = tmp_path / "promote.yml"
+    playbook.write_text(FAILING_PLAYBOOK)
+    events: list[dict] = []
+
+    result = run_playbook(playbook, inventory=INVENTORY, private_data_dir=tmp_path / "pdd",
+                          on_event=events.append)
+
+    assert not result.ok and result.rc != 0
+    assert result.summary == "playbook: ok=1 changed=0 failed=1"
+    assert result.tail[0] == ("failed: localhost | Promote the replica | non-zero return "
+                              "code (rc=1): pg_ctl: server is not in standby mode")
+    assert any(e["type"] == "task_failed" and e["task"] == "Promote the replica"
+               for e in events)
+    assert not any(e.get("task") == "Never reached" for e in events)
+
+
+def test_playbook_timeout_is_a_failed_result(tmp_path: Path):
+    playbook = tmp_path / "slow.yml"
+    playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n"
+                        "  tasks:\n    - name: Wait\n      ansible.builtin.command: sleep 60\n"
+                        "      changed_when: false\n")
+    result = run_playbook(playbook, inventory=INVENTORY, private_data_dir=tmp_path / "pdd",
+                          timeout=2)
+    assert not result.ok
+    assert result.summary == "playbook: timed out after 2s"
+
+
+def test_missing_playbook_is_a_failed_result_that_says_so(tmp_path: Path):
+    result = run_playbook(tmp_path / "nope.yml", inventory=INVENTORY,
+                          private_data_dir=tmp_path / "pdd")
+    assert not result.ok
+    assert result.summary.endswith("nope.yml could not be found")
+
+
+def test_broken_playbook_yaml_is_reported_with_its_location(tmp_path: Path):
+    playbook = tmp_path / "broken.yml"
+    playbook.write_text("- hosts: localhost\n  tasks:\n    - ansible.builtin.command: a: b: c\n")
+    result = run_playbook(playbook, inventory=INVENTORY, private_data_dir=tmp_path / "pdd")
+    assert not result.ok
+    assert result.summary.startswith("playbook failed (rc=4)")
+    assert any(str(playbook) in line for line in result.tail)
