@@ -14,6 +14,19 @@ locals {
 
   roles = toset(["db", "app"])
 
+  # "<role>-<zone>" => capacity of that role in that zone: capacity / zones each,
+  # the first (capacity % zones) zones one more.
+  zone_count = length(var.zones)
+  groups = merge([
+    for role in local.roles : {
+      for i, zone in var.zones : "${role}-${zone}" => {
+        role     = role
+        zone     = zone
+        capacity = floor(var.capacity[role] / local.zone_count) + (i < var.capacity[role] % local.zone_count ? 1 : 0)
+      }
+    }
+  ]...)
+
   tags = merge(var.tags, {
     Estate   = var.estate
     DrRegion = var.name
@@ -126,14 +139,17 @@ resource "aws_launch_template" "this" {
   tags = merge(local.tags, { Role = each.key })
 }
 
+# One group per role and zone, capacity spread over the zones in order (zone a
+# gets the remainder first). Placement is then deterministic: a zone outage takes
+# down known hosts, and the database host of a one-db region is always in zone a.
 resource "aws_autoscaling_group" "this" {
-  for_each = local.roles
+  for_each = local.groups
 
-  name                = "${local.prefix}-${each.key}"
-  vpc_zone_identifier = [for zone in var.zones : aws_subnet.this[zone].id]
-  min_size            = var.capacity[each.key]
-  max_size            = var.capacity[each.key]
-  desired_capacity    = var.capacity[each.key]
+  name                = "${local.prefix}-${each.value.role}-${each.value.zone}"
+  vpc_zone_identifier = [aws_subnet.this[each.value.zone].id]
+  min_size            = each.value.capacity
+  max_size            = each.value.capacity
+  desired_capacity    = each.value.capacity
 
   # Capacity is a fact the runbook verifies itself (hosts reachable over ssh);
   # terraform returns as soon as the group is updated.
@@ -141,18 +157,18 @@ resource "aws_autoscaling_group" "this" {
   health_check_type         = "EC2"
 
   launch_template {
-    id      = aws_launch_template.this[each.key].id
-    version = aws_launch_template.this[each.key].latest_version
+    id      = aws_launch_template.this[each.value.role].id
+    version = aws_launch_template.this[each.value.role].latest_version
   }
 
-  # Also propagated by the group, so instances it launches carry the selection
-  # tags even where launch-template tags are not applied.
+  # Instances take their tags from the launch template; these tag the group itself
+  # so tools can find a region's groups by tag.
   dynamic "tag" {
-    for_each = merge(local.tags, { Name = "${local.prefix}-${each.key}", Role = each.key })
+    for_each = merge(local.tags, { Name = "${local.prefix}-${each.value.role}", Role = each.value.role })
     content {
       key                 = tag.key
       value               = tag.value
-      propagate_at_launch = true
+      propagate_at_launch = false
     }
   }
 }

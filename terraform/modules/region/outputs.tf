@@ -44,13 +44,23 @@ output "launch_template_ids" {
 }
 
 output "asg_names" {
-  description = "Auto Scaling group name by role (db, app)."
-  value       = { for role, asg in aws_autoscaling_group.this : role => asg.name }
+  description = "Auto Scaling group names by role (db, app), one per zone in zone order."
+  value       = { for role in local.roles : role => [for zone in var.zones : aws_autoscaling_group.this["${role}-${zone}"].name] }
+}
+
+output "asg_names_by_zone" {
+  description = "Auto Scaling group name by role and zone."
+  value       = { for role in local.roles : role => { for zone in var.zones : zone => aws_autoscaling_group.this["${role}-${zone}"].name } }
 }
 
 output "capacity" {
-  description = "Instances per role the Auto Scaling groups were set to."
-  value       = { for role, asg in aws_autoscaling_group.this : role => asg.desired_capacity }
+  description = "Instances per role the Auto Scaling groups were set to (summed over zones)."
+  value       = { for role in local.roles : role => sum([for zone in var.zones : aws_autoscaling_group.this["${role}-${zone}"].desired_capacity]) }
+}
+
+output "capacity_by_zone" {
+  description = "Instances per role and zone."
+  value       = { for role in local.roles : role => { for zone in var.zones : zone => aws_autoscaling_group.this["${role}-${zone}"].desired_capacity } }
 }
 
 output "backup_bucket_name" {

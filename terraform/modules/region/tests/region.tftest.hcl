@@ -64,20 +64,42 @@ run "capacity_flows_to_the_groups" {
   }
 
   assert {
-    condition     = aws_autoscaling_group.this["app"].min_size == 3 && aws_autoscaling_group.this["app"].max_size == 3 && aws_autoscaling_group.this["app"].desired_capacity == 3
-    error_message = "app group must run exactly capacity.app instances"
+    condition     = aws_autoscaling_group.this["app-eu-west-1a"].desired_capacity == 2 && aws_autoscaling_group.this["app-eu-west-1b"].desired_capacity == 1
+    error_message = "app capacity 3 over 2 zones must be 2 in zone a, 1 in zone b"
   }
   assert {
-    condition     = aws_autoscaling_group.this["db"].desired_capacity == 1 && aws_autoscaling_group.this["db"].max_size == 1
-    error_message = "db group must run exactly capacity.db instances"
+    condition     = aws_autoscaling_group.this["db-eu-west-1a"].desired_capacity == 1 && aws_autoscaling_group.this["db-eu-west-1b"].desired_capacity == 0
+    error_message = "a single db host must be in the first zone"
   }
   assert {
-    condition     = aws_autoscaling_group.this["app"].wait_for_capacity_timeout == "0"
+    condition     = alltrue([for g in aws_autoscaling_group.this : g.min_size == g.desired_capacity && g.max_size == g.desired_capacity])
+    error_message = "every group must run exactly its capacity (min = max = desired)"
+  }
+  assert {
+    condition     = output.capacity == { db = 1, app = 3 }
+    error_message = "capacity output must be the total per role"
+  }
+  assert {
+    condition     = alltrue([for g in aws_autoscaling_group.this : g.wait_for_capacity_timeout == "0"])
     error_message = "apply must not wait for capacity"
   }
   assert {
-    condition     = aws_autoscaling_group.this["app"].name == "lab-eu-west-app"
-    error_message = "groups are named <estate>-<region>-<role>"
+    condition     = output.asg_names == { app = ["lab-eu-west-app-eu-west-1a", "lab-eu-west-app-eu-west-1b"], db = ["lab-eu-west-db-eu-west-1a", "lab-eu-west-db-eu-west-1b"] }
+    error_message = "groups are named <estate>-<region>-<role>-<zone>"
+  }
+}
+
+run "capacity_spreads_over_three_zones" {
+  command = plan
+
+  variables {
+    zones    = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    capacity = { db = 2, app = 7 }
+  }
+
+  assert {
+    condition     = output.capacity_by_zone == { db = { "eu-west-1a" = 1, "eu-west-1b" = 1, "eu-west-1c" = 0 }, app = { "eu-west-1a" = 3, "eu-west-1b" = 2, "eu-west-1c" = 2 } }
+    error_message = "capacity must be spread evenly, remainder to the first zones"
   }
 }
 
@@ -90,7 +112,7 @@ run "a_warm_standby_may_scale_to_zero" {
   }
 
   assert {
-    condition     = aws_autoscaling_group.this["db"].desired_capacity == 0 && aws_autoscaling_group.this["app"].desired_capacity == 0
+    condition     = alltrue([for g in aws_autoscaling_group.this : g.desired_capacity == 0])
     error_message = "capacity 0 must be allowed for a warm standby"
   }
 }

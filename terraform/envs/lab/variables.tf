@@ -1,0 +1,87 @@
+variable "estate" {
+  description = "Estate name: the Estate tag and the prefix of every resource name."
+  type        = string
+  default     = "lab"
+}
+
+variable "control_region" {
+  description = "Cloud region that is never failed over (state backend, lock table, generated secret values). Must not be one of the estate's regions."
+  type        = string
+  default     = "us-west-2"
+}
+
+variable "capacity" {
+  description = "Instances per role and logical region: the baseline topology. A failover changes a region with capacity_overrides rather than restating the whole map."
+  type = map(object({
+    db  = number
+    app = number
+  }))
+
+  validation {
+    condition     = toset(keys(var.capacity)) == toset(["us-east", "eu-west", "ap-south"])
+    error_message = "capacity must have exactly the keys us-east, eu-west, ap-south."
+  }
+}
+
+variable "capacity_overrides" {
+  description = "Per-region changes applied over capacity, e.g. { \"eu-west\" = { app = 2 } } during a failover. Unset fields keep the baseline."
+  type = map(object({
+    db  = optional(number)
+    app = optional(number)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for r in keys(var.capacity_overrides) : contains(["us-east", "eu-west", "ap-south"], r)])
+    error_message = "capacity_overrides keys must be among us-east, eu-west, ap-south."
+  }
+}
+
+variable "ami_ids" {
+  description = "AMI per logical region (AMI ids are per cloud region)."
+  type        = map(string)
+
+  validation {
+    condition     = toset(keys(var.ami_ids)) == toset(["us-east", "eu-west", "ap-south"])
+    error_message = "ami_ids must have exactly the keys us-east, eu-west, ap-south."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type for every host."
+  type        = string
+  default     = "t3.micro"
+}
+
+variable "operator_cidrs" {
+  description = "Where operators and the control node (Ansible, smoke tests) reach the hosts from; added to the VPC CIDRs in every region's security group."
+  type        = list(string)
+}
+
+variable "aws_provider" {
+  description = "Provider flags for API endpoints that are not AWS itself (e.g. a local emulator). The endpoint URL and credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). All false for AWS."
+  type = object({
+    skip_credentials_validation = bool
+    skip_requesting_account_id  = bool
+    skip_metadata_api_check     = bool
+    s3_use_path_style           = bool
+  })
+  default = {
+    skip_credentials_validation = false
+    skip_requesting_account_id  = false
+    skip_metadata_api_check     = false
+    s3_use_path_style           = false
+  }
+}
+
+variable "scratch" {
+  description = "A scratch estate that is rebuilt often: secrets are deleted at once, KMS keys after the minimum 7 days, and backup buckets are destroyed with their objects. Never true for an estate holding real data."
+  type        = bool
+  default     = false
+}
+
+variable "secret_version" {
+  description = "Bump to write newly generated database and application secrets to every region (rotation)."
+  type        = number
+  default     = 1
+}
