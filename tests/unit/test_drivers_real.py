@@ -99,6 +99,13 @@ def test_apply_creates_the_file_and_returns_outputs(tmp_path: Path):
     again = tf.plan(plan_file=plan_file, vars={"out_dir": str(out_dir), "message": "restored"})
     assert again.ok and again.rc == 0 and again.changes == []
 
+    # Another directory replaces the resource, so the file is written there too.
+    elsewhere = tmp_path / "elsewhere"
+    moved = tf.plan(plan_file=plan_file, vars={"out_dir": str(elsewhere)})
+    assert moved.changes == [{"address": "terraform_data.marker", "action": "replace"}]
+    assert tf.apply(plan_file).ok
+    assert (elsewhere / "terraform.txt").read_text() == "written by terraform\n"
+
 
 FAILING_TF = """
 resource "terraform_data" "broken" {

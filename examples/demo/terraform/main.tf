@@ -6,6 +6,9 @@ resource "terraform_data" "marker" {
     path    = "${var.out_dir}/terraform.txt"
     message = var.message
   }
+  # Provisioners run only on create: a new directory or message must replace the
+  # resource, or the file would not be written.
+  triggers_replace = [var.out_dir, var.message]
 
   provisioner "local-exec" {
     command = "mkdir -p \"$DIR\" && printf '%s\\n' \"$MESSAGE\" > \"$DIR/terraform.txt\""
