@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 
 from drkit.errors import LabError
@@ -117,9 +118,18 @@ def neigh_flush(ns: str | None = None) -> None:
     ip("neigh", "flush", "all", ns=ns, check=False)
 
 
-def delete_link(dev: str, ns: str | None = None) -> None:
-    if link_exists(dev, ns):
-        ip("link", "delete", "dev", dev, ns=ns)
+def delete_link(dev: str, ns: str | None = None, *, timeout: float = 5.0) -> None:
+    """Delete ``dev`` if present and wait until it is gone.
+
+    A veth whose peer's namespace was just deleted disappears asynchronously, so
+    "Cannot find device" while deleting it is success, not an error.
+    """
+    deadline = time.monotonic() + timeout
+    while link_exists(dev, ns):
+        proc = ip("link", "delete", "dev", dev, ns=ns, check=False)
+        if proc.returncode != 0 and link_exists(dev, ns) and time.monotonic() > deadline:
+            raise LabError(f"cannot delete link {dev}: {proc.stderr.strip()}")
+        time.sleep(0.02)
 
 
 # -- the gateway --------------------------------------------------------------------

@@ -188,6 +188,9 @@ def serve(address: str, port: int, endpoint_url: str, max_age: float) -> None:
     from drkit.lab.control_plane import client
 
     cache = ZoneCache(client("route53", "us-east-1", endpoint_url), max_age=max_age)
+    # Load the zones once before opening the ports, so the first answer is fast and
+    # "the port answers" means "the resolver is ready".
+    cache.zones()
     resolver = Route53Resolver(cache)
     quiet = DNSLogger("-request,-reply,-truncated,-recv,-send,-data")
     servers = [DNSServer(resolver, port=port, address=address, tcp=tcp, logger=quiet)
