@@ -109,7 +109,7 @@ def held_message(holder: LockHolder) -> str:
             "or run `invoke status` to see it")
 
 
-def judge(existing: LockHolder, me: LockHolder, *, break_stale: bool,
+def judge(existing: LockHolder, me: LockHolder, *, break_stale: bool | str,
           takeover_run_id: str | None, alive: Callable[[int], bool] = pid_alive) -> str:
     """Decide whether ``me`` may replace ``existing``'s lock.
 
@@ -117,38 +117,58 @@ def judge(existing: LockHolder, me: LockHolder, *, break_stale: bool,
     and what to do otherwise. A pid is only meaningful on its own host, so on
     another host staleness is not decided: only an explicit break or a resume
     of the same run replaces the lock.
+
+    A break or takeover only applies to a lock taken before ``me.since``: the
+    operator asked to break the lock they were shown, not one another breaker
+    took a moment ago. ``break_stale`` may be a run id to pin the break to
+    exactly that holder.
     """
-    takeover = takeover_run_id is not None and takeover_run_id == existing.run_id
+    older = _before(existing.since, me.since)
+    breaking = bool(break_stale) and (break_stale is True or break_stale == existing.run_id)
+    breaking = breaking and older
+    takeover = takeover_run_id is not None and takeover_run_id == existing.run_id and older
+    why_not = ""
+    if (break_stale or takeover_run_id) and not older:
+        why_not = (" (it was taken after this run started, so --break-lock and --resume "
+                   "do not apply to it)")
     if existing.host == me.host:
         if alive(existing.pid):
             raise LockHeld(held_message(existing))
-        if break_stale:
+        if breaking:
             return (f"broke the stale lock of {existing.describe()}: its process is gone "
                     "(--break-lock)")
         if takeover:
             return (f"took over the stale lock of {existing.describe()}: its process is gone "
                     "and this is a resume of the same run")
         raise LockHeld(
-            f"stale lock: held by {existing.describe()} whose process is gone; "
+            f"stale lock: held by {existing.describe()} whose process is gone{why_not}; "
             "re-run with --break-lock if that run is dead"
         )
-    if break_stale:
+    if breaking:
         return (f"broke the lock of {existing.describe()} (--break-lock); it is on another "
                 f"host, so whether its process is alive was not checked")
     if takeover:
         return (f"took over the lock of {existing.describe()}: this is a resume of the same "
                 f"run; it is on another host, so whether its process is alive was not checked")
     raise LockHeld(
-        f"lock held by {existing.describe()}; it is on another host, so whether its process "
-        "is alive cannot be checked from here; wait for it to finish, run `invoke status` to "
-        "see it, or re-run with --break-lock if that run is dead"
+        f"lock held by {existing.describe()}{why_not}; it is on another host, so whether its "
+        "process is alive cannot be checked from here; wait for it to finish, run `invoke "
+        "status` to see it, or re-run with --break-lock if that run is dead"
     )
+
+
+def _before(a: str, b: str) -> bool:
+    """Whether ISO time ``a`` is strictly earlier than ``b`` (True if unparsable)."""
+    try:
+        return datetime.fromisoformat(a) < datetime.fromisoformat(b)
+    except ValueError:
+        return True
 
 
 class Lock(Protocol):
     """What the engine needs from a lock backend."""
 
-    def acquire(self, holder: LockHolder, *, break_stale: bool = False,
+    def acquire(self, holder: LockHolder, *, break_stale: bool | str = False,
                 takeover_run_id: str | None = None) -> str: ...
 
     def release(self, holder: LockHolder) -> str: ...
@@ -180,7 +200,7 @@ class FileLock:
         finally:
             os.close(fd)  # releases the flock
 
-    def acquire(self, holder: LockHolder, *, break_stale: bool = False,
+    def acquire(self, holder: LockHolder, *, break_stale: bool | str = False,
                 takeover_run_id: str | None = None) -> str:
         """Take the lock for ``holder`` and return the decision, or raise LockHeld."""
         with self._guarded():
@@ -248,7 +268,7 @@ class DynamoDBLock:
     def _errors(self) -> Any:
         return self.client.exceptions
 
-    def acquire(self, holder: LockHolder, *, break_stale: bool = False,
+    def acquire(self, holder: LockHolder, *, break_stale: bool | str = False,
                 takeover_run_id: str | None = None) -> str:
         """Take the lock for ``holder`` and return the decision, or raise LockHeld."""
         item = self._item(holder)
@@ -278,7 +298,10 @@ class DynamoDBLock:
                 )
                 return f"{decision}; acquired lock {self._where()} for run {holder.run_id}"
             except self._errors().ConditionalCheckFailedException:
-                continue  # another breaker won; judge whoever holds it now
+                # Someone else replaced the holder we judged (another breaker or
+                # resume won). --break-lock was meant for that holder, not for
+                # the winner: judge the new one without breaking.
+                break_stale, takeover_run_id = False, None
         current = self.read()
         raise LockHeld(held_message(current) if current else
                        f"lock {self._where()} kept changing; try again")

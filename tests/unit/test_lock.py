@@ -15,6 +15,7 @@ from drkit.lock import DynamoDBLock, FileLock, LockHolder, make_lock
 
 RUN_A = "20261122T030112Z-RB-DR-003"
 RUN_B = "20261122T031500Z-RB-DR-003"
+EARLIER = "2026-11-22T03:01:12Z"  # a lock taken before the current run started
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_a_resume_does_not_take_over_a_lock_whose_process_is_alive(lock):
 
 
 def test_stale_lock_is_reported_and_not_stolen(lock, dead_pid):
-    gone = replace(LockHolder.current(RUN_A), pid=dead_pid)
+    gone = replace(LockHolder.current(RUN_A), pid=dead_pid, since=EARLIER)
     lock.acquire(gone)
 
     with pytest.raises(LockHeld) as exc:
@@ -77,7 +78,7 @@ def test_stale_lock_is_reported_and_not_stolen(lock, dead_pid):
 
 
 def test_stale_lock_is_broken_with_break_stale(lock, dead_pid):
-    gone = replace(LockHolder.current(RUN_A), pid=dead_pid)
+    gone = replace(LockHolder.current(RUN_A), pid=dead_pid, since=EARLIER)
     lock.acquire(gone)
     me = LockHolder.current(RUN_B)
 
@@ -89,7 +90,7 @@ def test_stale_lock_is_broken_with_break_stale(lock, dead_pid):
 
 
 def test_a_resume_of_the_same_run_takes_over_its_own_stale_lock(lock, dead_pid):
-    gone = replace(LockHolder.current(RUN_A), pid=dead_pid)
+    gone = replace(LockHolder.current(RUN_A), pid=dead_pid, since=EARLIER)
     lock.acquire(gone)
     resumed = LockHolder.current(RUN_A)
 
@@ -100,13 +101,14 @@ def test_a_resume_of_the_same_run_takes_over_its_own_stale_lock(lock, dead_pid):
 
 
 def test_a_resume_of_another_run_does_not_take_over_a_stale_lock(lock, dead_pid):
-    lock.acquire(replace(LockHolder.current(RUN_A), pid=dead_pid))
+    lock.acquire(replace(LockHolder.current(RUN_A), pid=dead_pid, since=EARLIER))
     with pytest.raises(LockHeld, match="stale lock"):
         lock.acquire(LockHolder.current(RUN_B), takeover_run_id=RUN_B)
 
 
 def test_a_lock_from_another_host_is_never_judged_stale_by_pid(lock, dead_pid):
-    remote = replace(LockHolder.current(RUN_A), host="bastion-9", pid=dead_pid)
+    remote = replace(LockHolder.current(RUN_A), host="bastion-9", pid=dead_pid,
+                     since=EARLIER)
     lock.acquire(remote)
 
     with pytest.raises(LockHeld) as exc:
@@ -116,6 +118,25 @@ def test_a_lock_from_another_host_is_never_judged_stale_by_pid(lock, dead_pid):
 
     decision = lock.acquire(LockHolder.current(RUN_B), break_stale=True)
     assert "on another host" in decision and "not checked" in decision
+
+
+def test_break_applies_only_to_a_lock_taken_before_this_run_started(lock, dead_pid):
+    # Another breaker took the lock a moment ago, after this run started: the
+    # operator's --break-lock was meant for the lock they were shown, not this one.
+    me = LockHolder.current(RUN_B)
+    newer = replace(me, run_id=RUN_A, host="bastion-9", pid=dead_pid)
+    lock.acquire(newer)
+    with pytest.raises(LockHeld, match="taken after this run started"):
+        lock.acquire(me, break_stale=True)
+    assert lock.read() == newer
+
+
+def test_break_pinned_to_a_run_id_breaks_only_that_run(lock, dead_pid):
+    gone = replace(LockHolder.current(RUN_A), pid=dead_pid, since=EARLIER)
+    lock.acquire(gone)
+    with pytest.raises(LockHeld, match="stale lock"):
+        lock.acquire(LockHolder.current(RUN_B), break_stale="20261122T000000Z-RB-OTHER")
+    assert "broke the stale lock" in lock.acquire(LockHolder.current(RUN_B), break_stale=RUN_A)
 
 
 def test_release_by_a_non_owner_is_refused_and_the_owner_can_release(lock):
