@@ -240,6 +240,8 @@ class Terraform:
         """
         plan_file = Path(plan_file).resolve()
         plan_file.parent.mkdir(parents=True, exist_ok=True)
+        # A plan file left by an earlier attempt must never be applied by mistake.
+        plan_file.unlink(missing_ok=True)
         vars_file = None
         if vars:
             vars_file = self._private_file("step-vars.tfvars.json", json.dumps(dict(vars)))
