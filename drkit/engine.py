@@ -62,7 +62,7 @@ class RunOptions:
     only: str | None = None
     break_lock: bool = False
     incident_start: datetime | None = None
-    command: str = "drkit run"  # how the operator started it, for the resume hint
+    resume_command: str = "drkit resume {run_id}"  # the hint printed when a run stops
 
 
 @dataclass
@@ -404,7 +404,7 @@ class Engine:
         self.display.event(event)
 
     def _resume_command(self, run_id: str) -> str:
-        return f"{self.options.command} --resume {run_id}"
+        return self.options.resume_command.format(run_id=run_id)
 
     def _lock(self) -> Any:
         return make_lock(self.env.settings.get("lock") or {"backend": "file"},

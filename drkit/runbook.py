@@ -65,7 +65,7 @@ KINDS = tuple(KIND_FIELDS)
 CONTEXT_NAMES = ("env", "params", "run", "steps", "targets")
 #: Extra name allowed in these fields only: the probe's result.
 RESULT_FIELDS = ("check.expect", "check.message")
-RUN_FIELDS = ("id", "dry_run", "started_at")
+RUN_FIELDS = ("id", "dry_run", "started_at", "runbook")
 TARGET_FIELDS = ("rto_s", "rpo_s")
 
 

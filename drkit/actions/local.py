@@ -22,3 +22,12 @@ def wait(ctx: StepContext, seconds: float) -> dict[str, Any]:
 def fail(ctx: StepContext, message: str = "failed on purpose") -> dict[str, Any]:
     """Fail with a message (drills of the failure path)."""
     raise RuntimeError(message)
+
+
+@action("local.write_marker")
+def write_marker(ctx: StepContext, path: str, text: str = "") -> dict[str, Any]:
+    """Write a marker file (drills leave evidence of having run). Idempotent."""
+    target = ctx.project.path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text or f"written by run {ctx.run_dir.name}\n")
+    return {"path": str(target), "summary": f"wrote {target}"}

@@ -8,7 +8,8 @@ from drkit import __version__
 from drkit.cli import runs
 
 ns = Collection()
-for _task in (runs.run, runs.runbooks, runs.show, runs.validate, runs.status, runs.report):
+for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
+              runs.report):
     ns.add_task(_task)
 
 try:  # the lab's tasks need the lab package; a production bastion may not ship it

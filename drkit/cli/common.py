@@ -71,7 +71,7 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
                 dry_run: bool = False, yes: bool = False, resume: str = "",
                 from_step: str = "", only: str = "", break_lock: bool = False,
                 json_mode: bool = False, incident_start: str = "",
-                command: str = "drkit run") -> None:
+                resume_command: str = "drkit resume {run_id}") -> None:
     """Run (or resume) a runbook and print the outcome; errors leave as DrkitError."""
     project = find_project()
     environment = load_environment(project, env or None)
@@ -80,13 +80,13 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
                          from_step=from_step or None, only=only or None,
                          break_lock=break_lock,
                          incident_start=parse_time(incident_start, "--incident-start"),
-                         command=command)
+                         resume_command=resume_command)
     engine = Engine(project, environment, display, options)
     try:
         if resume:
             if params:
-                raise ConfigError("--resume takes the run's own parameters; drop the others",
-                                  hint=f"{command} --resume {resume}")
+                raise ConfigError("a resumed run keeps its own parameters; drop the others",
+                                  hint=resume_command.format(run_id=resume))
             engine.resume(resume)
         else:
             path = resolve_runbook(runbook_ref, project.runbooks_dir)

@@ -27,19 +27,29 @@ RUN_HELP = {
 }
 
 
+RUN_ONLY = {k: v for k, v in RUN_HELP.items() if k != "resume"}
+
+
 @task(positional=["runbook"], iterable=["param"], help={
     "runbook": "runbook id (RB-DR-003) or path to a runbook file",
-    "param": "a parameter as key=value (repeatable)", **RUN_HELP})
+    "param": "a parameter as key=value (repeatable)", **RUN_ONLY})
 @maps_errors
-def run(c, runbook=None, param=None, env="", dry_run=False, yes=False, resume="",
-        from_="", only="", break_lock=False, json_=False, incident_start=""):
-    """Run a runbook (or resume a run) on an environment."""
-    if not runbook and not resume:
-        raise ConfigError("which runbook?", hint="drkit run RB-DR-003 --param key=value, "
-                          "or --resume RUN_ID; `drkit runbooks` lists them")
-    run_runbook(runbook or "", parse_params(param), env=env, dry_run=dry_run, yes=yes,
-                resume=resume, from_step=from_, only=only, break_lock=break_lock,
-                json_mode=json_, incident_start=incident_start, command="drkit run")
+def run(c, runbook, param=None, env="", dry_run=False, yes=False, from_="", only="",
+        break_lock=False, json_=False, incident_start=""):
+    """Run a runbook on an environment (`drkit runbooks` lists them)."""
+    run_runbook(runbook, parse_params(param), env=env, dry_run=dry_run, yes=yes,
+                from_step=from_, only=only, break_lock=break_lock, json_mode=json_,
+                incident_start=incident_start)
+
+
+@task(positional=["run_id"], help={
+    "run_id": "the run to continue (`drkit status` lists recent runs)",
+    **{k: RUN_HELP[k] for k in ("env", "yes", "from", "only", "break-lock", "json")}})
+@maps_errors
+def resume(c, run_id, env="", yes=False, from_="", only="", break_lock=False, json_=False):
+    """Continue a run from its journal: skip completed steps, re-run the interrupted one."""
+    run_runbook("", {}, env=env, yes=yes, resume=run_id, from_step=from_, only=only,
+                break_lock=break_lock, json_mode=json_)
 
 
 @task
