@@ -266,3 +266,13 @@ def test_find_run_returns_the_run_dir_or_lists_the_latest_five(tmp_path):
     assert ids[0] not in message and ids[1] not in message
     with pytest.raises(ConfigError):
         find_run(runs, "../" + ids[0])
+
+
+def test_a_complete_last_line_missing_only_its_newline_is_kept(journal):
+    journal.append("decision", text="a")
+    journal.path.write_bytes(journal.path.read_bytes().rstrip(b"\n"))
+
+    assert len(read_events(journal.path)) == 2
+    resumed = Journal.open(journal.run_dir)
+    resumed.append("decision", text="b")
+    assert [e.get("text") for e in read_events(journal.path)] == [None, "a", "b"]
