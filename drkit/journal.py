@@ -450,7 +450,7 @@ def find_run(runs_dir: Path, run_id: str) -> Path:
     candidate = runs_dir / run_id
     if RUN_ID_RE.match(run_id) and (candidate / JOURNAL_NAME).is_file():
         return candidate
-    latest = list_runs(runs_dir)[:5]
+    latest = list_runs(runs_dir)[-5:][::-1]
     listing = ", ".join(latest) if latest else "none"
     raise ConfigError(
         f"no run {run_id!r} in {runs_dir}; latest runs: {listing}",
@@ -459,7 +459,7 @@ def find_run(runs_dir: Path, run_id: str) -> Path:
 
 
 def list_runs(runs_dir: Path) -> list[str]:
-    """Run ids under ``runs_dir`` that have a journal, newest first."""
+    """Run ids under ``runs_dir`` that have a journal, oldest first (the latest last)."""
     if not Path(runs_dir).is_dir():
         return []
     ids = [
@@ -467,4 +467,4 @@ def list_runs(runs_dir: Path) -> list[str]:
         if RUN_ID_RE.match(p.name) and (p / JOURNAL_NAME).is_file()
     ]
     # Ids begin with their UTC start time, so name order is time order.
-    return sorted(ids, reverse=True)
+    return sorted(ids)

@@ -13,6 +13,7 @@ from drkit.journal import (
     Journal,
     RunState,
     find_run,
+    list_runs,
     new_run_id,
     read_events,
 )
@@ -276,3 +277,13 @@ def test_a_complete_last_line_missing_only_its_newline_is_kept(journal):
     resumed = Journal.open(journal.run_dir)
     resumed.append("decision", text="b")
     assert [e.get("text") for e in read_events(journal.path)] == [None, "a", "b"]
+
+
+def test_list_runs_is_oldest_first_so_the_latest_are_at_the_end(tmp_path):
+    runs = tmp_path / "runs"
+    later, earlier = "20261122T040000Z-RB-DR-001", "20261122T030000Z-RB-DR-002"
+    for run_id in (later, earlier):
+        Journal.create(runs / run_id, **started_fields(run_id=run_id))
+    (runs / "not-a-run").mkdir()
+    assert list_runs(runs) == [earlier, later]
+    assert list_runs(tmp_path / "missing") == []
