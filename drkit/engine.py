@@ -118,8 +118,6 @@ class Engine:
                 incident_start=_iso(self.options.incident_start),
             )
             self._emit(self.journal.events()[-1])
-            for text in self._lock_decisions:
-                self._decide(text)
             return self._run(runbook, params, run_id, run_dir, state=None)
 
     def resume(self, run_id: str) -> RunResult:
@@ -148,8 +146,6 @@ class Engine:
             self.journal.append("run_resumed", user=getpass.getuser(),
                                 host=socket.gethostname(), pid=os.getpid(),
                                 argv=redact(sys.argv))
-            for text in self._lock_decisions:
-                self._decide(text)
             if runbook.sha256 != started["runbook_sha256"]:
                 self._decide(f"runbook {runbook.path.name} changed since the run started; "
                              "resuming with the current file")
@@ -176,6 +172,8 @@ class Engine:
                   f"(run {run_id})")
         self.display.start(header, [(s.id, s.title, s.kind)
                                     for s in (*runbook.preflight, *runbook.steps)])
+        for text in self._lock_decisions:
+            self._decide(text)
         status = "failed"
         failure: DrkitError | None = None
         try:
