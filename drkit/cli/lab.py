@@ -1,0 +1,118 @@
+"""The lab's tasks: `invoke lab.up`, `drkit lab.status`, `drkit lab.chaos region-outage ...`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from invoke import Collection, task
+
+from drkit.cli.common import maps_errors
+from drkit.errors import ConfigError
+from drkit.project import find_project
+
+CHAOS_KINDS = ("zone-outage", "region-outage", "node-kill", "corrupt", "restore")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _controller():
+    from drkit.lab import controller  # the lab needs root and Linux: import on use
+    return controller
+
+
+@task(help={"no_configure": "build hosts but skip the site playbook (no PostgreSQL, DNS, app)"})
+@maps_errors
+def up(c, no_configure=False):
+    """Build the lab: gateway, moto, DNS, hosts from Terraform, PostgreSQL and the app."""
+    _controller().up(find_project().root, progress=_say, configure=not no_configure)
+
+
+@task
+@maps_errors
+def down(c):
+    """Remove every namespace, link, process and directory the lab made."""
+    _controller().down(find_project().root, progress=_say)
+
+
+@task(help={"json": "print the status as JSON"})
+@maps_errors
+def status(c, json_=False):
+    """Hosts (instance, IP, region, zone, role, state), database roles and lag, DNS."""
+    st = _controller().status(find_project().root)
+    if json_:
+        print(json.dumps(st, indent=2, default=str))
+        return
+    print(f"lab {'up' if st['up'] else 'DOWN'} ({st['lab_dir']})")
+    for name, proc in st["processes"].items():
+        print(f"  {name:<14} {'running' if proc['running'] else 'stopped'}"
+              + (f" (pid {proc['pid']})" if proc["pid"] else ""))
+    dns = st["dns"]
+    print(f"  dns            {'answering' if dns.get('answering') else 'not answering'}"
+          + (f": db.lab.internal -> {', '.join(dns.get('addresses') or []) or dns.get('rcode')}"
+             if dns.get("answering") else ""))
+    print(f"\n{'INSTANCE':<21} {'IP':<12} {'REGION':<11} {'ZONE':<12} {'ROLE':<5} "
+          f"{'STATE':<9} SSH")
+    for row in sorted(st["instances"], key=lambda r: (r.get("region", ""), r.get("role", ""),
+                                                     r.get("ip") or "")):
+        print(f"{row['instance_id']:<21} {row.get('ip') or '-':<12} {row.get('region', ''):<11} "
+              f"{row.get('zone', ''):<12} {row.get('role', ''):<5} {row.get('state', ''):<9} "
+              f"{'yes' if row.get('ssh_ready') else 'no'}")
+    for name, probe in st["probes"].items():
+        print(f"\n{name}:")
+        print(json.dumps(probe, indent=2, default=str))
+    chaos = st["chaos"]
+    if any(chaos.values()):
+        print(f"\nchaos in effect: {json.dumps(chaos)}")
+
+
+@task
+@maps_errors
+def reset(c):
+    """Return a used lab to the baseline (undo chaos, default capacities, primary in
+    us-east-1, replicas streaming, DNS back) without rebuilding it."""
+    _controller().reset(find_project().root, progress=_say)
+
+
+@task(positional=["kind"], help={
+    "kind": f"one of: {', '.join(CHAOS_KINDS)}",
+    "zone": "availability zone, e.g. eu-west-1a (zone-outage, restore)",
+    "region": "region, e.g. us-east or us-east-1 (region-outage, restore)",
+    "host": "instance id, name or IP (node-kill, restore)",
+    "table": "table to drop on the primary (corrupt)"})
+@maps_errors
+def chaos(c, kind, zone="", region="", host="", table=""):
+    """Break the lab on purpose: zone/region outages, a crashed node, a dropped table;
+    `restore` undoes outages and node kills (all, or the one named)."""
+    from drkit.lab import chaos as lab_chaos
+    from drkit.lab.paths import LabPaths
+
+    lab = LabPaths.for_project(find_project().root)
+    need = {"zone-outage": ("zone", zone), "region-outage": ("region", region),
+            "node-kill": ("host", host), "corrupt": ("table", table)}
+    if kind not in CHAOS_KINDS:
+        raise ConfigError(f"unknown chaos kind '{kind}'",
+                          hint=f"use one of: {', '.join(CHAOS_KINDS)}")
+    if kind in need and not need[kind][1]:
+        raise ConfigError(f"{kind} needs --{need[kind][0]}")
+    if kind == "zone-outage":
+        lines = lab_chaos.zone_outage(lab, zone)
+    elif kind == "region-outage":
+        lines = lab_chaos.region_outage(lab, region)
+    elif kind == "node-kill":
+        lines = lab_chaos.node_kill(lab, host)
+    elif kind == "corrupt":
+        lines = lab_chaos.corrupt(lab, table)
+    else:
+        lines = lab_chaos.restore(lab, zone=zone or None, region=region or None,
+                                  host=host or None)
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+
+
+ns = Collection("lab")
+for _t in (up, down, status, reset, chaos):
+    ns.add_task(_t)
