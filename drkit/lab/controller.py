@@ -253,8 +253,12 @@ def down(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
         etc_netns_existed = None  # unknown: remove /etc/netns only if empty
     with timer.phase("processes"):
         # The reconciler first, so it does not rebuild hosts while they go.
-        for name in (reconciler.NAME, resolver.NAME, control_plane.NAME):
-            progress("  " + processes.stop(lab.pid_file(name)))
+        progress("  " + processes.stop(lab.pid_file(reconciler.NAME)))
+        # Neither keeps state worth a graceful exit (moto's is in memory and goes
+        # anyway), and werkzeug takes ~1 s to honour TERM: a short grace, then KILL.
+        for line in processes.stop_many([lab.pid_file(resolver.NAME),
+                                         lab.pid_file(control_plane.NAME)], timeout=0.3):
+            progress("  " + line)
     with timer.phase("hosts"):
         for ns in netns.list_namespaces(paths.HOST_NS_PREFIX):
             netns.delete_ns(ns)

@@ -156,6 +156,19 @@ def stop(pid_file: Path, *, timeout: float = 5.0) -> str:
     return f"{record.name}: pid {record.pid} {outcome}"
 
 
+def stop_many(pid_files: Sequence[Path], *, timeout: float = 5.0) -> list[str]:
+    """Stop several processes at once: TERM to all, then wait for all together
+    (each one's shutdown time overlaps the others'). One line per process."""
+    records = {f: read_pid_file(f) for f in pid_files}
+    for record in records.values():
+        if record is not None and record.matches():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGTERM)
+    live = [r.pid for r in records.values() if r is not None and r.matches()]
+    wait_gone(live, timeout)
+    return [stop(f, timeout=0.5) for f in pid_files]
+
+
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     """True if a TCP connection to host:port succeeds."""
     try:

@@ -23,6 +23,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,22 +265,21 @@ class Reconciler:
 
     def run(self, interval: float = 0.5) -> None:
         """Converge every ``interval`` seconds until SIGTERM or SIGINT."""
-        stopping = False
+        stopping = threading.Event()  # a wait on it ends as soon as a signal sets it
 
         def _stop(signum: int, _frame: Any) -> None:
-            nonlocal stopping
-            stopping = True
+            stopping.set()
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         log.info("watching EC2 in %s every %.1f s", ", ".join(self.observer.regions), interval)
-        while not stopping:
+        while not stopping.is_set():
             t0 = time.monotonic()
             try:
                 self.step()
             except Exception:  # a bug must not take every host's supervision down
                 log.exception("reconcile pass failed; retrying")
-            time.sleep(max(0.0, interval - (time.monotonic() - t0)))
+            stopping.wait(max(0.0, interval - (time.monotonic() - t0)))
         log.info("stopped")
 
 
