@@ -170,6 +170,17 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
     return result.outputs
 
 
+def desired_instances(regions: list[str]) -> int:
+    """How many instances the Auto Scaling groups in the lab regions want in total."""
+    total = 0
+    for region in regions:
+        pages = control_plane.client("autoscaling", region).get_paginator(
+            "describe_auto_scaling_groups").paginate()
+        total += sum(g["DesiredCapacity"] for page in pages
+                     for g in page["AutoScalingGroups"])
+    return total
+
+
 def wait_hosts_ready(lab: paths.LabPaths, *, timeout: float = 90.0,
                      expect_at_least: int = 1) -> list[dict[str, Any]]:
     """Wait until the reconciler shows every running instance with sshd answering."""
@@ -222,7 +233,8 @@ def up(project_root: Path, *, progress: Progress = _quiet, estate: bool = True,
         with timer.phase("terraform"):
             state["terraform_outputs"] = apply_estate(project_root, lab, progress)
         with timer.phase("hosts"):
-            state["hosts"] = len(wait_hosts_ready(lab))
+            state["hosts"] = len(wait_hosts_ready(
+                lab, expect_at_least=max(1, desired_instances(regions))))
     else:
         progress(f"estate skipped ({TERRAFORM_DIR} not applied)")
     if configure and estate and (project_root / SITE_PLAYBOOK).exists():
@@ -357,7 +369,8 @@ def reset(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
         with timer.phase("terraform"):
             apply_estate(project_root, lab, progress)
         with timer.phase("hosts"):
-            wait_hosts_ready(lab)
+            wait_hosts_ready(lab, expect_at_least=max(1, desired_instances(
+                lab_regions(project_root))))
     playbook = RESET_PLAYBOOK if (project_root / RESET_PLAYBOOK).exists() else SITE_PLAYBOOK
     if (project_root / playbook).exists():
         with timer.phase(Path(playbook).stem + " playbook"):
