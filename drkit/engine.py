@@ -325,8 +325,7 @@ class Engine:
             outputs = redact(outcome.outputs)
             self.outputs[step.id] = outputs
             self.journal.append("step_output", step=step.id, outputs=outputs)
-            rpo = outputs.get("rpo") if isinstance(outputs, dict) else None
-            if isinstance(rpo, dict):
+            for rpo in _rpo_reports(outputs):
                 self.journal.append("rpo_evidence", step=step.id, seconds=rpo.get("seconds"),
                                     lost_writes=rpo.get("lost_writes"),
                                     detail=rpo.get("detail") or {})
@@ -464,6 +463,17 @@ class Engine:
                 "no terminal to ask; nothing was changed",
                 hint="re-run with --yes to approve non-interactively (or run it from a terminal)",
             )
+
+
+def _rpo_reports(outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """RPO evidence a step reported: ``outputs.rpo`` (probes, actions) or, for
+    playbooks, ``outputs.facts.<host>.rpo`` (a role's ``set_stats`` drkit_outputs)."""
+    found = [outputs["rpo"]] if isinstance(outputs.get("rpo"), dict) else []
+    facts = outputs.get("facts")
+    if isinstance(facts, dict):
+        found += [f["rpo"] for f in facts.values()
+                  if isinstance(f, dict) and isinstance(f.get("rpo"), dict)]
+    return found
 
 
 def _rto(state: RunState, incident_start: datetime | None) -> float | None:
