@@ -5,11 +5,11 @@ from __future__ import annotations
 from invoke import Collection, Program
 
 from drkit import __version__
-from drkit.cli import runs
+from drkit.cli import dr, runs
 
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
-              runs.report):
+              runs.report, dr.failover, dr.failback):
     ns.add_task(_task)
 
 try:  # the lab's tasks need the lab package; a production bastion may not ship it
