@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -116,3 +117,114 @@ def make_vpc(lab_core: Lab) -> Callable[..., dict]:
         return {"vpc_id": vpc, "subnets": subnets, "ec2": ec2}
 
     return make
+
+
+# -- the full estate -------------------------------------------------------------------
+#
+# ``lab_estate`` is the whole lab: core plus the Terraform estate (hosts from the
+# Auto Scaling groups) and, once playbooks/site.yml exists, the site playbook
+# (PostgreSQL, DNS records, the app). It lives in the same lab directory and the
+# same namespaces as ``lab_core``, so the two can never be up at once: the estate
+# replaces a core lab this session brought up (down, then a full up), and a test
+# asking for ``lab_core`` while the estate is up simply uses it (it is a superset).
+# Tests that take the lab down (test_lab_network) would cost a second full up, so
+# every test that needs the estate is run after the others (see the hook below):
+# one full up per session. ``_lab_session`` takes it down at the end, also when a
+# test or the up itself failed.
+
+#: How long to wait for another session's lab (other engineers share drk-*
+#: namespaces on one machine) to go away before skipping the estate tests.
+FOREIGN_LAB_WAIT_S = float(os.environ.get("DRKIT_TEST_FOREIGN_LAB_WAIT_S", "300"))
+
+SITE_PLAYBOOK = PROJECT_ROOT / controller.SITE_PLAYBOOK
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the tests that need the full estate last (stable otherwise), so tests
+    that take the lab down or rebuild its core run before the one full up."""
+    items.sort(key=lambda item: "lab_estate" in getattr(item, "fixturenames", ()))
+
+
+def _ours_is_up(lab: paths.LabPaths) -> bool:
+    """True if the running lab is this session's (its moto is the one we started)."""
+    from drkit.lab import processes
+
+    record = processes.read_pid_file(lab.pid_file(control_plane.NAME))
+    return bool(record and record.matches())
+
+
+def _wait_for_foreign_lab(lab: paths.LabPaths) -> None:
+    """Another session's lab holds the namespaces: wait for it, never take it down."""
+    deadline = time.monotonic() + FOREIGN_LAB_WAIT_S
+    while netns.gateway_exists() and not _ours_is_up(lab):
+        if time.monotonic() > deadline:
+            pytest.skip(f"another lab (not this session's) has been up for more than "
+                        f"{FOREIGN_LAB_WAIT_S:.0f} s ({paths.GATEWAY_NS} exists); "
+                        "the estate tests need the machine's lab namespaces")
+        time.sleep(2)
+
+
+@dataclass
+class Estate(Lab):
+    """The running full lab, as tests use it."""
+
+    up_result: dict
+
+    @property
+    def configured(self) -> bool:
+        """True if the site playbook ran (PostgreSQL, DNS records, app)."""
+        return "site playbook" in self.up_result.get("phases", {})
+
+    def hosts(self, *, role: str | None = None, dr_region: str | None = None) -> list[dict]:
+        """Running, hosted instances, optionally of one role and DrRegion."""
+        return [r for r in self.view().values()
+                if r["state"] == "running" and r["ns"]
+                and (role is None or r["role"] == role)
+                and (dr_region is None or r["dr_region"] == dr_region)]
+
+    def host(self, *, role: str, dr_region: str) -> dict:
+        """The one running host of ``role`` in ``dr_region``."""
+        found = self.hosts(role=role, dr_region=dr_region)
+        assert len(found) == 1, f"expected one {role} host in {dr_region}, got {found}"
+        return found[0]
+
+    def ssh(self, address: str, command: str, *, user: str = "root",
+            timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run ``command`` on a lab host over ssh (the lab key), as ``user``."""
+        from drkit.lab.hosts import ssh_argv
+
+        return subprocess.run(ssh_argv(self.paths, address, command, user=user),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def psql(self, address: str, sql: str, *, db: str = "postgres",
+             timeout: float = 30) -> str:
+        """Run ``sql`` with psql as the postgres user on a lab host; its output
+        (unaligned, tuples only). Fails the test with psql's message on error."""
+        import shlex
+
+        proc = self.ssh(address, f"psql -XAtq -v ON_ERROR_STOP=1 -d {shlex.quote(db)} "
+                                 f"-c {shlex.quote(sql)}", user="postgres", timeout=timeout)
+        assert proc.returncode == 0, f"psql on {address} failed: {proc.stderr.strip()}"
+        return proc.stdout.strip()
+
+
+def require_site(estate: Estate) -> None:
+    """Skip (saying why) a test that needs PostgreSQL while the site playbook is absent."""
+    if not SITE_PLAYBOOK.exists():
+        pytest.skip(f"{controller.SITE_PLAYBOOK} does not exist yet: the lab has hosts "
+                    "but no PostgreSQL, DNS records or app")
+    assert estate.configured, "site playbook exists but did not run during lab up"
+
+
+@pytest.fixture(scope="session")
+def lab_estate(_lab_session: paths.LabPaths) -> Estate:
+    """The session's full lab (Terraform estate + site playbook), brought up once.
+
+    Replaces a core lab this session left up; waits (never touches) while another
+    session's lab is up. Torn down by ``_lab_session`` at the end of the session.
+    """
+    _wait_for_foreign_lab(_lab_session)
+    if netns.gateway_exists():  # ours, without the estate (lab_core): replace it
+        controller.down(PROJECT_ROOT)
+    result = controller.up(PROJECT_ROOT, estate=True, configure=True)
+    return Estate(_lab_session, PROJECT_ROOT, result)
