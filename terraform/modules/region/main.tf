@@ -136,7 +136,9 @@ resource "aws_launch_template" "this" {
     tags          = merge(local.tags, { Name = "${local.prefix}-${each.key}", Role = each.key })
   }
 
-  tags = merge(local.tags, { Role = each.key })
+  # No tags on the template itself: moto echoes them back as a "launch-template"
+  # tag specification, a diff on every plan, and each apply would cut a new
+  # template version (on which moto then fails to scale the group).
 }
 
 # One group per role and zone, capacity spread over the zones in order (zone a
