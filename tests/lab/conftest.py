@@ -228,3 +228,12 @@ def lab_estate(_lab_session: paths.LabPaths) -> Estate:
         controller.down(PROJECT_ROOT)
     result = controller.up(PROJECT_ROOT, estate=True, configure=True)
     return Estate(_lab_session, PROJECT_ROOT, result)
+
+
+@pytest.fixture
+def lab_site(lab_estate: Estate) -> Estate:
+    """The full lab, for tests that need what the site playbook configures
+    (PostgreSQL primary and replicas, DNS records, the app); skipped, saying why,
+    while playbooks/site.yml does not exist."""
+    require_site(lab_estate)
+    return lab_estate
