@@ -1,0 +1,70 @@
+variable "estate" {
+  description = "Estate name: the Estate tag and the prefix of every resource name."
+  type        = string
+  default     = "prod"
+}
+
+variable "control_region" {
+  description = "Cloud region that is never failed over (state backend, lock table, generated secret values). Must not be one of the estate's regions."
+  type        = string
+  default     = "us-west-2"
+}
+
+variable "capacity" {
+  description = "Instances per role and logical region: the steady state."
+  type = map(object({
+    db  = number
+    app = number
+  }))
+  default = {
+    us-east  = { db = 2, app = 3 }
+    eu-west  = { db = 1, app = 1 }
+    ap-south = { db = 1, app = 0 }
+  }
+
+  validation {
+    condition     = toset(keys(var.capacity)) == toset(["us-east", "eu-west", "ap-south"])
+    error_message = "capacity must have exactly the keys us-east, eu-west, ap-south."
+  }
+}
+
+variable "capacity_overrides" {
+  description = "Per-region changes over capacity, e.g. { \"eu-west\" = { app = 3 } } during a failover."
+  type = map(object({
+    db  = optional(number)
+    app = optional(number)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for r in keys(var.capacity_overrides) : contains(["us-east", "eu-west", "ap-south"], r)])
+    error_message = "capacity_overrides keys must be among us-east, eu-west, ap-south."
+  }
+}
+
+variable "ami_ids" {
+  description = "Hardened AMI per logical region (AMI ids are per cloud region)."
+  type        = map(string)
+
+  validation {
+    condition     = toset(keys(var.ami_ids)) == toset(["us-east", "eu-west", "ap-south"])
+    error_message = "ami_ids must have exactly the keys us-east, eu-west, ap-south."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type for every host."
+  type        = string
+  default     = "m6i.large"
+}
+
+variable "operator_cidrs" {
+  description = "Bastion and control-node networks allowed to reach the hosts (ssh, PostgreSQL, app)."
+  type        = list(string)
+}
+
+variable "secret_version" {
+  description = "Bump to write newly generated database and application secrets to every region (rotation)."
+  type        = number
+  default     = 1
+}
