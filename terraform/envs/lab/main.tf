@@ -30,6 +30,7 @@ locals {
     secret_recovery_window_days = var.scratch ? 0 : 30
     kms_deletion_window_days    = var.scratch ? 7 : 30
     backup_bucket_force_destroy = var.scratch
+    enable_dns_hostnames        = var.enable_dns_hostnames
   }
 }
 
@@ -114,6 +115,7 @@ module "us-east" {
   secret_recovery_window_days = local.common.secret_recovery_window_days
   kms_deletion_window_days    = local.common.kms_deletion_window_days
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
+  enable_dns_hostnames        = local.common.enable_dns_hostnames
 }
 
 module "eu-west" {
@@ -136,6 +138,7 @@ module "eu-west" {
   secret_recovery_window_days = local.common.secret_recovery_window_days
   kms_deletion_window_days    = local.common.kms_deletion_window_days
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
+  enable_dns_hostnames        = local.common.enable_dns_hostnames
 }
 
 module "ap-south" {
@@ -158,6 +161,7 @@ module "ap-south" {
   secret_recovery_window_days = local.common.secret_recovery_window_days
   kms_deletion_window_days    = local.common.kms_deletion_window_days
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
+  enable_dns_hostnames        = local.common.enable_dns_hostnames
 }
 
 check "control_region_is_not_an_estate_region" {

@@ -74,6 +74,12 @@ variable "aws_provider" {
   }
 }
 
+variable "enable_dns_hostnames" {
+  description = "Passed to every region: VPC DNS host names / Route53 private zone resolution. Off where the estate runs its own resolver for the private zone."
+  type        = bool
+  default     = true
+}
+
 variable "scratch" {
   description = "A scratch estate that is rebuilt often: secrets are deleted at once, KMS keys after the minimum 7 days, and backup buckets are destroyed with their objects. Never true for an estate holding real data."
   type        = bool

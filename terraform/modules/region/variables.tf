@@ -48,6 +48,12 @@ variable "vpc_cidr" {
   }
 }
 
+variable "enable_dns_hostnames" {
+  description = "Give instances DNS host names and let the VPC resolve Route53 private zones (AWS needs this for a private hosted zone). An estate with its own resolver may turn it off: the provider waits a fixed ~10 s after setting it."
+  type        = bool
+  default     = true
+}
+
 variable "zones" {
   description = "Availability zones of the region, in order; zone i (from 0) gets subnet cidrsubnet(vpc_cidr, 24 - prefix, i + 1). Every zone must belong to the provider's region (checked at plan time)."
   type        = list(string)
