@@ -14,7 +14,8 @@ refuses to start while any lab is up on the machine (the lab's namespaces are
 shared by everyone on it).
 
 Targets on the 2-core reference machine (issue 3): up <= 120 s, reset <= 30 s,
-down <= 10 s. Each is printed as PASS or MISS; the exit code is 1 on a MISS.
+down <= 10 s. Each is printed as PASS or MISS; the exit code is 1 on a MISS or
+when an operation failed (the lab is taken down and the JSON written anyway).
 """
 
 from __future__ import annotations
@@ -187,10 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, paths.LAB_DIR_ENV: str(lab_dir)}
     lab = paths.LabPaths(lab_dir)
     rows: list[dict[str, Any]] = []
+    error = None
     try:
         rows.append(measure("up", lab, env))
         rows.append(measure("break", lab, env))  # us-east cut off: a used lab
         rows.append(measure("reset", lab, env))
+    except SystemExit as exc:  # an operation failed: still take the lab down, report
+        error = str(exc)
+        print(error, file=sys.stderr)
     finally:
         rows.append(measure("down", lab, env))
     if not args.lab_dir:
@@ -206,12 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         "met": verdicts,
         "site_playbook": (PROJECT_ROOT / "playbooks" / "site.yml").exists(),
         "measurements": rows,
+        "error": error,
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwritten to {args.out}")
-    return 0 if all(verdicts.values()) else 1
+    return 0 if all(verdicts.values()) and error is None else 1
 
 
 if __name__ == "__main__":
