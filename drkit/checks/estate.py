@@ -1,0 +1,113 @@
+"""Probes of the estate as a whole: which regions it has, where the database
+primary really is, and how far each replica is behind.
+
+The database topology is discovered, not assumed: the db instances of every
+region come from the EC2 API (tags DrRegion, Role), each is asked over SQL
+whether it is in recovery. Credentials come from the Secrets Manager secret of
+a region that is up; the password never leaves this module.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.conninfo import make_conninfo
+
+from drkit.checks.aws import cloud_region, instances
+from drkit.checks.dns import resolve
+from drkit.checks.postgres import lag_bytes, replication_status
+from drkit.redact import register_secret
+from drkit.registry import StepContext, probe
+
+
+@probe("estate.region")
+def region_probe(ctx: StepContext, region: str) -> dict[str, Any]:
+    """Whether ``region`` is one of the environment's regions, and its settings."""
+    regions = ctx.env.regions
+    known = region in regions
+    return {"region": region, "known": known, "known_regions": sorted(regions),
+            "cloud_region": regions[region]["cloud_region"] if known else None,
+            "planned_role": regions[region]["role"] if known else None}
+
+
+def db_credentials(ctx: StepContext, secret: str, regions: list[str]) -> dict[str, Any]:
+    """The database credentials from the first region whose Secrets Manager answers
+    (the primary's region may be the one that is down)."""
+    errors = []
+    for region in regions:
+        name = secret.replace("REGION", region)
+        try:
+            sm = ctx.env.client("secretsmanager", cloud_region(ctx, region))
+            value = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+        except Exception as exc:  # try the next region; report all if none answers
+            errors.append(f"{name}: {exc}")
+            continue
+        for key in ("password", "replication_password"):
+            register_secret(value.get(key))
+        return value
+    raise RuntimeError("no region's Secrets Manager returned the database credentials: "
+                       + "; ".join(errors))
+
+
+def _dsn(host: str, creds: dict[str, Any]) -> str:
+    return make_conninfo(host=host, port=str(creds.get("port", 5432)),
+                         user=creds["username"], password=creds["password"],
+                         dbname=creds.get("dbname", "postgres"))
+
+
+@probe("postgres.topology")
+def topology_probe(ctx: StepContext, secret: str, prefer_region: str | None = None,
+                   timeout: float = 2.0) -> dict[str, Any]:
+    """Every region's database node: reachable? primary or replica? streaming? lag?
+
+    ``secret`` names the db credentials secret, REGION standing for the region
+    (``drkit/lab/REGION/db-credentials``); ``prefer_region``'s copy is read first.
+    Returns ``primary_region`` (None when no reachable primary: the primary's
+    region is down), ``primaries`` (more than one is split brain), ``nodes``
+    (region -> status) and ``replicas`` (regions whose node is in recovery)."""
+    order = sorted(ctx.env.regions, key=lambda r: (r != prefer_region, r))
+    creds = db_credentials(ctx, secret, order)
+    nodes: dict[str, Any] = {}
+    for region in sorted(ctx.env.regions):
+        dbs = [i for i in instances(ctx, region, "db") if i["state"] == "running"]
+        if not dbs:
+            nodes[region] = {"region": region, "host": None, "reachable": False,
+                             "role": None, "error": "no running db instance"}
+            continue
+        status = replication_status(_dsn(dbs[0]["ip"], creds), timeout=timeout)
+        status.update(region=region, host=dbs[0]["ip"], instance_id=dbs[0]["id"])
+        nodes[region] = status
+    primaries = [r for r, n in nodes.items() if n.get("role") == "primary"]
+    primary = nodes[primaries[0]] if len(primaries) == 1 else None
+    for n in nodes.values():
+        if n.get("role") == "replica":
+            n["lag_bytes"] = lag_bytes(primary.get("flush_lsn"), n.get("replay_lsn")) \
+                if primary else None
+            n["replay_delay_s"] = _age(n.get("last_replay_at"))
+            sender = next((s for s in (primary or {}).get("senders", [])
+                           if s["application_name"] == n["region"].replace("-", "_")), None)
+            n["sync_state"] = sender["sync_state"] if sender else None
+    dns = ctx.env.settings.get("dns") or {}
+    dns_primary_region = None
+    if dns.get("zone"):
+        answer = resolve(f"db.{dns['zone']}", resolver=dns.get("resolver"))
+        dns_primary_region = next((r for r, n in nodes.items()
+                                   if n.get("host") and n["host"] in answer["addresses"]), None)
+    return {
+        "primary_region": primaries[0] if len(primaries) == 1 else None,
+        # Where clients are sent: the primary's region when it cannot be asked.
+        "dns_primary_region": dns_primary_region,
+        "primary_host": primary["host"] if primary else None,
+        "primaries": primaries,
+        "replicas": sorted(r for r, n in nodes.items() if n.get("role") == "replica"),
+        "unreachable": sorted(r for r, n in nodes.items() if not n.get("reachable")),
+        "nodes": nodes,
+    }
+
+
+def _age(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return round((datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds(), 3)
