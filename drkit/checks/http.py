@@ -73,7 +73,7 @@ def write_read_probe(ctx: StepContext, base_url: str, resolver: str | None = Non
         wrote = request(f"{base_url}/write", resolver=res, method="POST",
                         body={"source": "drkit-smoke"})
         ident = (wrote.get("json") or {}).get("id")
-        if wrote["status"] == 200 and ident is not None:
+        if wrote["status"] in (200, 201) and ident is not None:
             read = request(f"{base_url}/read/{ident}", resolver=res)
             if read["status"] == 200:
                 return {"ok": True, "attempts": attempt, "id": ident,
