@@ -85,7 +85,8 @@ SELECT pg_is_in_recovery() AS in_recovery,
        pg_last_wal_receive_lsn()::text AS receive_lsn,
        pg_last_wal_replay_lsn()::text AS replay_lsn,
        pg_last_xact_replay_timestamp() AS last_replay_at,
-       (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline
+       CASE WHEN has_function_privilege('pg_control_checkpoint()', 'EXECUTE')
+            THEN (SELECT timeline_id FROM pg_control_checkpoint()) END AS checkpoint_timeline
 """
 
 _RECEIVER_SQL = """
