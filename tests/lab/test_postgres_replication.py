@@ -6,6 +6,7 @@ the sample app answers through it; WAL reaches the regional archive."""
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import urllib.request
 import uuid
@@ -37,6 +38,15 @@ def creds() -> dict:
     return json.loads(sm.get_secret_value(SecretId=DB_SECRET)["SecretString"])
 
 
+def _psql(lab, address: str, sql: str) -> str:
+    """psql as the postgres user on a lab host (root ssh, then runuser: the role's
+    peer map lets root and postgres in over the socket)."""
+    proc = lab.ssh(address, "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -c "
+                            + shlex.quote(sql))
+    assert proc.returncode == 0, f"psql on {address} failed: {proc.stderr.strip()}"
+    return proc.stdout.strip()
+
+
 def _dsn(ip: str, creds: dict) -> str:
     return (f"host={ip} port=5432 dbname={creds['dbname']} user={creds['username']} "
             f"password={creds['password']}")
@@ -47,26 +57,26 @@ def test_a_row_written_on_the_primary_is_read_on_both_replicas(lab_site) -> None
     primary = lab.host(role="db", dr_region="us-east")
     replicas = [lab.host(role="db", dr_region=r) for r in ("eu-west", "ap-south")]
     token = uuid.uuid4().hex
-    lab.psql(primary["ip"], "CREATE TABLE IF NOT EXISTS lab_replication_check "
+    _psql(lab, primary["ip"], "CREATE TABLE IF NOT EXISTS lab_replication_check "
                             "(token text PRIMARY KEY, at timestamptz DEFAULT now())")
-    lab.psql(primary["ip"], f"INSERT INTO lab_replication_check (token) VALUES ('{token}')")
+    _psql(lab, primary["ip"], f"INSERT INTO lab_replication_check (token) VALUES ('{token}')")
     for replica in replicas:
-        _wait(f"the row on {replica['dr_region']}", lambda r=replica: lab.psql(
-            r["ip"], f"SELECT count(*) FROM lab_replication_check WHERE token = '{token}'")
-            == "1")
-        assert lab.psql(replica["ip"], "SELECT pg_is_in_recovery()") == "t"
+        query = f"SELECT count(*) FROM lab_replication_check WHERE token = '{token}'"
+        _wait(f"the row on {replica['dr_region']}",
+              lambda r=replica, q=query: _psql(lab, r["ip"], q) == "1")
+        assert _psql(lab, replica["ip"], "SELECT pg_is_in_recovery()") == "t"
 
 
 def test_replicas_stream_through_their_region_slots(lab_site, creds) -> None:
     lab = lab_site
     primary = lab.host(role="db", dr_region="us-east")
-    senders = lab.psql(primary["ip"], "SELECT application_name || ':' || state || ':' || "
+    senders = _psql(lab, primary["ip"], "SELECT application_name || ':' || state || ':' || "
                                       "sync_state FROM pg_stat_replication "
                                       "ORDER BY application_name").split()
     assert senders == ["ap_south:streaming:async", "eu_west:streaming:sync"]
-    slots = lab.psql(primary["ip"], "SELECT slot_name || ':' || active FROM "
+    slots = _psql(lab, primary["ip"], "SELECT slot_name || ':' || active FROM "
                                     "pg_replication_slots ORDER BY 1").split()
-    assert slots == ["ap_south:t", "eu_west:t"]
+    assert slots == ["ap_south:true", "eu_west:true"]
 
     # The read-only probes the runbooks use agree, over TCP with the app's password.
     status = postgres.node_status(_dsn(primary["ip"], creds))
@@ -83,13 +93,13 @@ def test_replicas_stream_through_their_region_slots(lab_site, creds) -> None:
 def test_per_node_settings_live_in_postgresql_auto_conf(lab_site) -> None:
     lab = lab_site
     west = lab.host(role="db", dr_region="eu-west")
-    sources = lab.psql(west["ip"], "SELECT name || '=' || sourcefile FROM pg_settings WHERE "
+    sources = _psql(lab, west["ip"], "SELECT name || '=' || sourcefile FROM pg_settings WHERE "
                                    "name IN ('primary_conninfo', 'primary_slot_name', "
                                    "'listen_addresses') ORDER BY name").split()
     assert all(s.endswith("/postgresql.auto.conf") for s in sources), sources
-    assert lab.psql(west["ip"], "SHOW primary_slot_name") == "eu_west"
-    assert "password" not in lab.psql(west["ip"], "SHOW primary_conninfo")
-    assert lab.psql(west["ip"], "SHOW data_checksums") == "on"
+    assert _psql(lab, west["ip"], "SHOW primary_slot_name") == "eu_west"
+    assert "password" not in _psql(lab, west["ip"], "SHOW primary_conninfo")
+    assert _psql(lab, west["ip"], "SHOW data_checksums") == "on"
 
 
 def test_dns_and_the_app_lead_to_the_primary(lab_site) -> None:
@@ -109,6 +119,6 @@ def test_dns_and_the_app_lead_to_the_primary(lab_site) -> None:
 def test_wal_reaches_the_primary_regions_archive(lab_site) -> None:
     lab = lab_site
     primary = lab.host(role="db", dr_region="us-east")
-    segment = lab.psql(primary["ip"], "SELECT pg_walfile_name(pg_switch_wal())")
+    segment = _psql(lab, primary["ip"], "SELECT pg_walfile_name(pg_switch_wal())")
     _wait(f"{segment} in /mnt/regional/wal", lambda: lab.ssh(
         primary["ip"], f"test -f /mnt/regional/wal/{segment}").returncode == 0)
