@@ -19,7 +19,9 @@ def _say(line: str) -> None:
 
 
 def _controller():
-    from drkit.lab import controller  # the lab needs root and Linux: import on use
+    from drkit.lab import controller, database  # the lab needs root and Linux: import on use
+
+    database.register()
     return controller
 
 
@@ -60,6 +62,19 @@ def status(c, json_=False):
         print(f"{row['instance_id']:<21} {row.get('ip') or '-':<12} {row.get('region', ''):<11} "
               f"{row.get('zone', ''):<12} {row.get('role', ''):<5} {row.get('state', ''):<9} "
               f"{'yes' if row.get('ssh_ready') else 'no'}")
+    pg = st["probes"].pop("postgres", None)
+    if pg and "nodes" in pg:
+        print(f"\n{'DATABASE':<10} {'ROLE':<11} {'HOST':<12} {'STREAMING':<10} {'SYNC':<6} "
+              f"{'LAG':>8}  TIMELINE")
+        for region, n in sorted(pg["nodes"].items()):
+            lag = "" if n["lag_bytes"] is None else f"{n['lag_bytes']} B"
+            streaming = "" if n["streaming"] is None else ("yes" if n["streaming"] else "NO")
+            print(f"{region:<10} {n['role']:<11} {n['host'] or '-':<12} {streaming:<10} "
+                  f"{n['sync_state'] or '':<6} {lag:>8}  {n['timeline'] or ''}"
+                  + (f"  ({n['error']})" if n["error"] else ""))
+        print(f"db.lab.internal points at: {pg['dns_primary_region'] or 'nothing reachable'}")
+    elif pg:
+        print(f"\ndatabase: {pg.get('error')}")
     for name, probe in st["probes"].items():
         print(f"\n{name}:")
         print(json.dumps(probe, indent=2, default=str))
@@ -88,6 +103,8 @@ def chaos(c, kind, zone="", region="", host="", table=""):
     `restore` undoes outages and node kills (all, or the one named)."""
     from drkit.lab import chaos as lab_chaos
     from drkit.lab.paths import LabPaths
+
+    _controller()  # registers the database's chaos hook
 
     lab = LabPaths.for_project(find_project().root)
     need = {"zone-outage": ("zone", zone), "region-outage": ("region", region),
