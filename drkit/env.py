@@ -25,7 +25,7 @@ DEFAULT_ENV = "lab"
 
 _TOP_KEYS = {
     "estate", "aws", "control_region", "terraform", "regions", "dns", "targets",
-    "notify", "lock", "lab",
+    "notify", "lock", "lab", "postgres",
 }
 _REGION_ROLES = {"primary", "hot-standby", "warm-standby", "standby"}
 _CHANNEL_TYPES = {"file", "stdout", "webhook"}
@@ -236,6 +236,17 @@ def validate_settings(s: dict[str, Any]) -> list[str]:
             )
         if lock.get("backend") == "dynamodb" and not lock.get("table"):
             problems.append("drkit.lock.table: missing; the dynamodb backend needs a table")
+    pg = s.get("postgres")
+    if pg is not None and need_map(pg, "drkit.postgres"):
+        unknown(pg, {"synchronous_regions"}, "drkit.postgres")
+        sync = pg.get("synchronous_regions", [])
+        if not isinstance(sync, list):
+            problems.append("drkit.postgres.synchronous_regions: expected a list of regions")
+        elif isinstance(regions, dict):
+            for r in sync:
+                if r not in regions:
+                    problems.append(f"drkit.postgres.synchronous_regions: {r!r} is not one of "
+                                    f"the regions ({', '.join(sorted(regions))})")
     for key in ("terraform", "dns", "lab"):
         if key in s:
             need_map(s[key], f"drkit.{key}")

@@ -1,3 +1,3 @@
 """Read-only probes. Importing this package registers every built-in probe."""
 
-from drkit.checks import aws, dns, estate, http, local, postgres  # noqa: F401
+from drkit.checks import aws, dns, estate, failover, http, local, postgres  # noqa: F401

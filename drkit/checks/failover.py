@@ -1,0 +1,102 @@
+"""Can this region take over the database, and what would it cost? The decision
+behind RB-DR-003's preflight, as a pure function over a discovered topology, so
+every refusal is a sentence a test can assert.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drkit.checks.estate import topology_probe
+from drkit.durations import format_duration
+from drkit.registry import StepContext, probe
+
+
+def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: bool,
+           rpo_s: float, synchronous_regions: list[str], failback: bool = False
+           ) -> dict[str, Any]:
+    """Findings (empty when the failover may proceed) and the facts later steps use."""
+    findings: list[str] = []
+    nodes = topo["nodes"]
+    target = nodes.get(region) or {}
+    current = topo["primary_region"]
+    old = current or topo["dns_primary_region"]
+    if region not in nodes:
+        findings.append(f"region {region} is not one of this environment's regions "
+                        f"({', '.join(sorted(nodes))})")
+    if len(topo["primaries"]) > 1:
+        findings.append(f"split brain: {', '.join(topo['primaries'])} all accept writes; "
+                        "fence one by hand before anything else")
+    if current == region:
+        findings.append(f"{region} already holds the primary: there is nothing to fail over")
+    if failback:
+        if current is None:
+            findings.append("no reachable primary to fail back from; fail over first")
+    elif region in nodes and target.get("role") != "replica":
+        why = target.get("error") or f"its node is {target.get('role') or 'unreachable'}"
+        findings.append(f"{region} has no reachable database replica to promote ({why})")
+    synchronous = region in synchronous_regions or target.get("sync_state") == "sync"
+    estimate = _estimate(topo, target, mode=mode, synchronous=synchronous, failback=failback)
+    if mode == "planned" and not failback:
+        if current is None:
+            findings.append(f"the primary ({old or 'unknown'}) does not answer: a planned "
+                            "failover needs it; use --mode unplanned")
+        elif target.get("role") == "replica" and not target.get("streaming"):
+            findings.append(f"{region}'s replica is not streaming from the primary; it could "
+                            "not catch up before the switch")
+    if mode == "unplanned" and estimate["possible"] and not allow_data_loss \
+            and (estimate["seconds"] is None or estimate["seconds"] > rpo_s):
+        findings.append(
+            f"{region} may lose data ({estimate['summary']}), more than the RPO target of "
+            f"{format_duration(rpo_s)}; re-run with --allow-data-loss to accept it "
+            "(an approval then shows the estimate)")
+    return {
+        "findings": findings,
+        "old_primary_region": old,
+        "old_primary_reachable": current is not None,
+        "target_region": region,
+        "target_host": target.get("host"),
+        "remaining_replicas": [r for r in topo["replicas"] if r not in (region, old)],
+        "synchronous": synchronous,
+        "estimated_loss": estimate,
+        "unreachable": topo["unreachable"],
+    }
+
+
+def _estimate(topo: dict[str, Any], target: dict[str, Any], *, mode: str, synchronous: bool,
+              failback: bool) -> dict[str, Any]:
+    """What an unplanned promotion of ``target`` may lose, and why we think so."""
+    if mode == "planned" or failback:
+        return {"possible": False, "seconds": 0.0, "bytes": 0,
+                "summary": "none: writes stop and the target catches up before the switch"}
+    if synchronous:
+        return {"possible": False, "seconds": 0.0, "bytes": 0,
+                "summary": "none: the target is a synchronous standby (every acknowledged "
+                           "commit was flushed there)"}
+    if topo["primary_region"] and target.get("lag_bytes") == 0:
+        return {"possible": False, "seconds": 0.0, "bytes": 0,
+                "summary": "none: the target has replayed everything the primary flushed"}
+    delay = target.get("replay_delay_s")
+    return {"possible": True, "seconds": delay, "bytes": target.get("lag_bytes"),
+            "last_replay_at": target.get("last_replay_at"),
+            "summary": ("asynchronous replica; commits after its last replayed one ("
+                        + (f"{format_duration(delay)} ago" if delay is not None else "unknown")
+                        + ") may be lost")}
+
+
+@probe("failover.readiness")
+def readiness_probe(ctx: StepContext, region: str, secret: str, mode: str = "planned",
+                    allow_data_loss: bool = False, rpo_s: float = 0.0,
+                    failback: bool = False) -> dict[str, Any]:
+    """postgres.topology, then ``assess``: findings plus old primary, target host,
+    remaining replicas and the estimated data loss."""
+    topo = topology_probe(ctx, secret, prefer_region=region)
+    sync = ((ctx.env.settings.get("postgres") or {}).get("synchronous_regions")
+            or [])
+    result = assess(topo, region=region, mode=mode, allow_data_loss=allow_data_loss,
+                    rpo_s=float(rpo_s), synchronous_regions=list(sync), failback=failback)
+    result["topology"] = {r: {k: n.get(k) for k in ("role", "host", "streaming", "sync_state",
+                                                     "lag_bytes", "replay_lsn", "flush_lsn",
+                                                     "last_replay_at", "timeline", "error")}
+                          for r, n in topo["nodes"].items()}
+    return result

@@ -1,0 +1,90 @@
+"""The failover decision: which topologies RB-DR-003 refuses, and why (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from drkit.checks.failover import assess
+
+
+def node(role, *, streaming=True, sync_state=None, lag=0, delay=0.5, host="10.0.0.1",
+         error=None):
+    return {"role": role, "host": host, "reachable": role is not None,
+            "streaming": streaming if role == "replica" else None, "sync_state": sync_state,
+            "lag_bytes": lag, "replay_delay_s": delay, "last_replay_at": None, "error": error}
+
+
+def topo(**nodes):
+    primaries = [r.replace("_", "-") for r, n in nodes.items() if n["role"] == "primary"]
+    return {
+        "nodes": {r.replace("_", "-"): n for r, n in nodes.items()},
+        "primaries": primaries,
+        "primary_region": primaries[0] if len(primaries) == 1 else None,
+        "dns_primary_region": "us-east",
+        "replicas": sorted(r.replace("_", "-") for r, n in nodes.items()
+                           if n["role"] == "replica"),
+        "unreachable": sorted(r.replace("_", "-") for r, n in nodes.items()
+                              if n["role"] is None),
+    }
+
+
+HEALTHY = topo(us_east=node("primary"), eu_west=node("replica", sync_state="sync"),
+               ap_south=node("replica", sync_state="async"))
+REGION_DOWN = topo(us_east=node(None, error="timeout"),
+                   eu_west=node("replica", streaming=False, lag=None, delay=12.0),
+                   ap_south=node("replica", streaming=False, lag=None, delay=12.5))
+
+
+def run(t, region="eu-west", mode="planned", allow=False, sync=("eu-west",), **kw):
+    return assess(t, region=region, mode=mode, allow_data_loss=allow, rpo_s=0.0,
+                  synchronous_regions=list(sync), **kw)
+
+
+def test_a_planned_failover_to_a_streaming_replica_may_proceed():
+    out = run(HEALTHY)
+    assert out["findings"] == []
+    assert out["old_primary_region"] == "us-east"
+    assert out["remaining_replicas"] == ["ap-south"]
+    assert out["estimated_loss"]["possible"] is False
+
+
+@pytest.mark.parametrize(("t", "kwargs", "expected"), [
+    (HEALTHY, {"region": "us-east"}, "us-east already holds the primary"),
+    (HEALTHY, {"region": "mars"}, "region mars is not one of this environment's regions"),
+    (topo(us_east=node("primary"), eu_west=node(None, error="no running db instance")),
+     {}, "eu-west has no reachable database replica to promote (no running db instance)"),
+    (REGION_DOWN, {}, "a planned failover needs it; use --mode unplanned"),
+    (topo(us_east=node("primary"), eu_west=node("replica", streaming=False)), {},
+     "eu-west's replica is not streaming"),
+    (REGION_DOWN, {"mode": "unplanned", "region": "ap-south", "sync": ()},
+     "ap-south may lose data"),
+    (topo(us_east=node("primary"), eu_west=node("primary")), {}, "split brain"),
+])
+def test_refusals_say_what_is_wrong(t, kwargs, expected):
+    out = run(t, **kwargs)
+    assert any(expected in f for f in out["findings"]), out["findings"]
+
+
+def test_unplanned_to_a_synchronous_standby_loses_nothing_and_may_proceed():
+    out = run(REGION_DOWN, mode="unplanned")
+    assert out["findings"] == []
+    assert out["old_primary_region"] == "us-east"  # from DNS: the primary cannot answer
+    assert out["estimated_loss"]["seconds"] == 0.0
+
+
+def test_unplanned_to_an_async_replica_needs_allow_data_loss_and_says_the_estimate():
+    refused = run(REGION_DOWN, mode="unplanned", region="ap-south", sync=())
+    assert "--allow-data-loss" in refused["findings"][0]
+    allowed = run(REGION_DOWN, mode="unplanned", region="ap-south", sync=(), allow=True)
+    assert allowed["findings"] == []
+    assert allowed["estimated_loss"]["possible"] is True
+    assert allowed["estimated_loss"]["seconds"] == 12.5
+    assert allowed["remaining_replicas"] == ["eu-west"]
+
+
+def test_failback_only_needs_a_primary_to_come_back_from():
+    after = topo(us_east=node(None, error="stopped"), eu_west=node("primary"),
+                 ap_south=node("replica"))
+    out = run(after, region="us-east", failback=True)
+    assert out["findings"] == []
+    assert out["old_primary_region"] == "eu-west"
