@@ -321,7 +321,9 @@ class Engine:
         for n in outcome.notifications:
             self.journal.append("notify", step=step.id, channel=n["channel"],
                                 template=n["template"], sent=n["sent"], text=redact(n["text"]))
-        if outcome.outputs and phase:
+        # Preflight checks' outputs are kept too: later steps act on what the
+        # preflight found (steps.<check>.outputs), and a resume reuses it.
+        if outcome.outputs:
             outputs = redact(outcome.outputs)
             self.outputs[step.id] = outputs
             self.journal.append("step_output", step=step.id, outputs=outputs)

@@ -61,7 +61,13 @@ def _single_expression(text: str) -> str | None:
     if match is None:
         return None
     expr = match.group("expr")
-    if any(token in expr for token in ("{{", "}}", "{%", "%}", "{#", "#}")):
+    if any(token in expr for token in ("{{", "{%", "%}", "{#", "#}")):
+        return None
+    # "}}" may close a dict literal ({'a': {'b': 1}}); "{{ a }} and {{ b }}" is two
+    # expressions: only the first parses as one.
+    try:
+        ENV.parse("{{" + expr + "}}")
+    except jinja2.TemplateSyntaxError:
         return None
     return expr
 

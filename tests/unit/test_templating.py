@@ -104,3 +104,11 @@ def test_attribute_uses_finds_dotted_and_subscript_access() -> None:
     # a loop variable that shadows the root is not the root
     assert attribute_uses("{% set params = {} %}{{ params.x }}", "params", expression=False) \
         == set()
+
+
+def test_a_dict_literal_closing_with_double_braces_keeps_its_native_type():
+    from drkit.templating import render as _render
+
+    ctx = {"params": {"region": "eu-west", "n": 2}}
+    assert _render("{{ {params.region: {'app': params.n}} }}", ctx) == {"eu-west": {"app": 2}}
+    assert _render("{{ params.region }} and {{ params.n }}", ctx) == "eu-west and 2"
