@@ -130,6 +130,35 @@ def chaos(c, kind, zone="", region="", host="", table=""):
     sys.stdout.flush()
 
 
+@task(help={"rate": "writes per second", "for": "how long (30s, 2m); 0 = until Ctrl-C",
+            "out": "directory for the acknowledgements and the report "
+                   "(default .drkit/lab/canary/<time>)"})
+@maps_errors
+def canary(c, rate=100.0, for_="60s", out=""):
+    """Write numbered rows through db.lab.internal, then report client-observed write
+    downtime and acknowledged writes missing from the current primary."""
+    import signal
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from drkit.durations import parse_duration
+    from drkit.lab import canary as lab_canary
+    from drkit.lab import database
+
+    project = find_project()
+    out_dir = Path(out) if out else (project.state_dir / "lab" / "canary"
+                                     / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+    config = database.canary_config(out_dir, rate=float(rate),
+                                    duration_s=parse_duration(for_) or None)
+    run = lab_canary.Canary(config)
+    signal.signal(signal.SIGTERM, lambda s, f: run.stop())
+    signal.signal(signal.SIGINT, lambda s, f: run.stop())
+    print(f"canary: {rate} writes/s to {config.name} for {for_}; acks in {out_dir}", flush=True)
+    run.run()
+    result = database.canary_report(out_dir)
+    print(json.dumps({k: v for k, v in result.items() if k != "lost_seqs"}, indent=2))
+
+
 ns = Collection("lab")
-for _t in (up, down, status, reset, chaos):
+for _t in (up, down, status, reset, chaos, canary):
     ns.add_task(_t)

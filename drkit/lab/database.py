@@ -7,6 +7,7 @@ Registered with the controller and chaos by ``register()``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from psycopg.conninfo import make_conninfo
@@ -74,3 +75,35 @@ def corrupt(lab: paths.LabPaths, table: str, **_: Any) -> list[str]:
 def register() -> None:
     controller.register_status_probe("postgres", status_probe)
     chaos.register_corrupt_hook("postgres", corrupt)
+
+
+def canary_config(out: Path, *, rate: float, duration_s: float | None) -> Any:
+    """A canary writing through db.<zone> with the estate's credentials."""
+    from drkit.checks.estate import db_credentials
+    from drkit.lab.canary import CanaryConfig
+
+    ctx = _context()
+    estate = ctx.env.settings.get("estate", "lab")
+    creds = db_credentials(ctx, DB_SECRET.format(estate=estate), sorted(ctx.env.regions))
+    dns = ctx.env.settings.get("dns") or {}
+    return CanaryConfig(name=f"db.{dns.get('zone', 'lab.internal')}", out=Path(out), rate=rate,
+                        duration_s=duration_s, resolver=dns.get("resolver"),
+                        port=int(creds.get("port", 5432)), dbname=creds.get("dbname", "app"),
+                        user=creds["username"], password=creds["password"])
+
+
+def canary_report(out: Path) -> dict[str, Any]:
+    """Compare a canary run with the rows on the current primary."""
+    from drkit.checks.estate import db_credentials
+    from drkit.lab.canary import report
+
+    topo = topology()
+    if not topo["primary_host"]:
+        raise RuntimeError("no reachable primary to compare the canary with")
+    ctx = _context()
+    creds = db_credentials(ctx, DB_SECRET.format(estate=ctx.env.settings.get("estate", "lab")),
+                           [topo["primary_region"]])
+    dsn = make_conninfo(host=topo["primary_host"], port=str(creds.get("port", 5432)),
+                        user=creds["username"], password=creds["password"],
+                        dbname=creds.get("dbname", "postgres"))
+    return report(out, dsn)
