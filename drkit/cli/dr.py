@@ -13,7 +13,6 @@ from drkit.cli.runs import RUN_HELP
 from drkit.errors import ConfigError
 
 FAILOVER_RUNBOOK = "RB-DR-003"
-FAILBACK_RUNBOOK = "RB-DR-003-FAILBACK"
 
 
 def _dr_run(runbook: str, params: dict, *, task_name: str, resume: str, **options) -> None:
@@ -50,9 +49,11 @@ def failover(c, region="", mode="planned", allow_data_loss=False, incident_start
 @maps_errors
 def failback(c, region="", incident_start="", dry_run=False, yes=False, resume="", env="",
              json_=False, break_lock=False, from_="", only=""):
-    """RB-DR-003-FAILBACK: rejoin the old primary as a replica, then switch back with zero loss."""
+    """RB-DR-003 with failback: rejoin the old primary as a replica, switch back with zero
+    loss, scale the DR region back to its baseline."""
     if not region and not resume:
         raise ConfigError("which region?", hint="invoke failback --region us-east")
-    _dr_run(FAILBACK_RUNBOOK, {"region": region}, task_name="failback", resume=resume,
+    _dr_run(FAILOVER_RUNBOOK, {"region": region, "mode": "planned", "failback": True},
+            task_name="failback", resume=resume,
             env=env, dry_run=dry_run, yes=yes, json_mode=json_, break_lock=break_lock,
             incident_start=incident_start, from_step=from_, only=only)
