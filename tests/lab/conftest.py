@@ -202,8 +202,10 @@ class Estate(Lab):
         (unaligned, tuples only). Fails the test with psql's message on error."""
         import shlex
 
-        proc = self.ssh(address, f"psql -XAtq -v ON_ERROR_STOP=1 -d {shlex.quote(db)} "
-                                 f"-c {shlex.quote(sql)}", user="postgres", timeout=timeout)
+        # root logs in (the lab key); psql runs as postgres over the local socket.
+        proc = self.ssh(address, f"cd /tmp && runuser -u postgres -- psql -h /run/postgresql "
+                                 f"-XAtq -v ON_ERROR_STOP=1 -d {shlex.quote(db)} "
+                                 f"-c {shlex.quote(sql)}", timeout=timeout)
         assert proc.returncode == 0, f"psql on {address} failed: {proc.stderr.strip()}"
         return proc.stdout.strip()
 
