@@ -77,15 +77,21 @@ def register() -> None:
     chaos.register_corrupt_hook("postgres", corrupt)
 
 
-def canary_config(out: Path, *, rate: float, duration_s: float | None) -> Any:
-    """A canary writing through db.<zone> with the estate's credentials."""
+def credentials() -> dict[str, Any]:
+    """The estate's database credentials (from any region whose Secrets Manager answers)."""
     from drkit.checks.estate import db_credentials
-    from drkit.lab.canary import CanaryConfig
 
     ctx = _context()
     estate = ctx.env.settings.get("estate", "lab")
-    creds = db_credentials(ctx, DB_SECRET.format(estate=estate), sorted(ctx.env.regions))
-    dns = ctx.env.settings.get("dns") or {}
+    return db_credentials(ctx, DB_SECRET.format(estate=estate), sorted(ctx.env.regions))
+
+
+def canary_config(out: Path, *, rate: float, duration_s: float | None) -> Any:
+    """A canary writing through db.<zone> with the estate's credentials."""
+    from drkit.lab.canary import CanaryConfig
+
+    creds = credentials()
+    dns = _context().env.settings.get("dns") or {}
     return CanaryConfig(name=f"db.{dns.get('zone', 'lab.internal')}", out=Path(out), rate=rate,
                         duration_s=duration_s, resolver=dns.get("resolver"),
                         port=int(creds.get("port", 5432)), dbname=creds.get("dbname", "app"),
