@@ -160,6 +160,9 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
             result = tf.init(backend_config=backend)
         elif step == "plan":
             result = tf.plan(plan_file=work / "lab.tfplan", vars=vars)
+        elif not result.changes:
+            progress("  terraform apply: skipped, the plan has no changes")
+            break
         else:
             result = tf.apply(work / "lab.tfplan")
         progress(f"  terraform {result.summary}")
@@ -168,6 +171,21 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
                            + " | ".join(result.tail[-5:]),
                            hint=f"see {result.log_path}; then `lab down`, fix, `lab up`")
     return result.outputs
+
+
+def start_stopped_instances(regions: list[str]) -> list[str]:
+    """Start the estate's stopped instances (an unplanned failover's fence stops the
+    old primary's through the EC2 API); the reconciler then brings their hosts back."""
+    lines = []
+    for region in regions:
+        ec2 = control_plane.client("ec2", region)
+        stopped = [i["InstanceId"] for r in ec2.describe_instances(Filters=[
+            {"Name": "instance-state-name", "Values": ["stopped", "stopping"]}])["Reservations"]
+            for i in r["Instances"]]
+        if stopped:
+            ec2.start_instances(InstanceIds=stopped)
+            lines.append(f"started {', '.join(stopped)} in {region}")
+    return lines
 
 
 def desired_instances(regions: list[str]) -> int:
@@ -364,6 +382,8 @@ def reset(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
     t0 = time.monotonic()
     with timer.phase("chaos restore"):
         for line in chaos.restore(lab, wait_s=20.0):
+            progress("  " + line)
+        for line in start_stopped_instances(lab_regions(project_root)):
             progress("  " + line)
     if (project_root / TERRAFORM_DIR / "main.tf").exists():
         with timer.phase("terraform"):
