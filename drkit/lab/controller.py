@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from drkit.errors import LabError
 from drkit.fsutil import atomic_write_json
 from drkit.lab import chaos, control_plane, hosts, netns, paths, processes, reconciler, resolver
@@ -125,20 +127,13 @@ def start_core(lab: paths.LabPaths, regions: list[str], timer: _Timer) -> None:
 
 def bootstrap_state_backend(backend: dict[str, Any]) -> None:
     """The S3 bucket and DynamoDB lock table Terraform's backend needs (idempotent)."""
+    from drkit.lab.tfstate import ensure_state_backend
+
     region = backend.get("region", "us-west-2")
-    s3 = control_plane.client("s3", region)
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=backend["bucket"],
-                         CreateBucketConfiguration={"LocationConstraint": region})
-    s3.put_bucket_versioning(Bucket=backend["bucket"],
-                             VersioningConfiguration={"Status": "Enabled"})
-    if backend.get("dynamodb_table"):
-        ddb = control_plane.client("dynamodb", region)
-        with contextlib.suppress(ddb.exceptions.ResourceInUseException):
-            ddb.create_table(TableName=backend["dynamodb_table"], BillingMode="PAY_PER_REQUEST",
-                             KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
-                             AttributeDefinitions=[{"AttributeName": "LockID",
-                                                    "AttributeType": "S"}])
+    session = boto3.session.Session(**{k.lower(): v for k, v in aws_env(region).items()
+                                       if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+    ensure_state_backend(paths.CONTROL_PLANE_URL, region, backend["bucket"],
+                         backend.get("dynamodb_table", ""), session=session)
 
 
 def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
