@@ -137,7 +137,10 @@ def load_environment(project: Project, ref: str | None = None) -> Environment:
             problems=problems,
         )
     _register_secrets(settings)
-    return Environment(name=path.name, path=path.resolve(), settings=settings)
+    # The estate names the environment (its lock, its runs): two inventories of one
+    # estate share a lock. Without one, the directory name does.
+    name = str(settings.get("estate") or path.name)
+    return Environment(name=name, path=path.resolve(), settings=settings)
 
 
 def _register_secrets(node: Any, key: str = "") -> None:

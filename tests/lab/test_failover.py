@@ -134,8 +134,12 @@ class DnsSampler:
 
 
 @pytest.fixture(scope="module")
-def lab(lab_site):
+def lab(lab_estate):
     """The full lab with a DNS sampler running for the whole module."""
+    from tests.lab.conftest import require_site
+
+    require_site(lab_estate)
+    lab_site = lab_estate
     sampler = DnsSampler()
     sampler.thread.start()
     lab_site.dns = sampler
