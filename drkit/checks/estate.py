@@ -51,7 +51,8 @@ def db_credentials(ctx: StepContext, secret: str, regions: list[str]) -> dict[st
                        + "; ".join(errors))
 
 
-def _dsn(host: str, creds: dict[str, Any]) -> str:
+def dsn(host: str, creds: dict[str, Any]) -> str:
+    """libpq conninfo for ``host`` with the estate's credentials (never logged)."""
     return make_conninfo(host=host, port=str(creds.get("port", 5432)),
                          user=creds["username"], password=creds["password"],
                          dbname=creds.get("dbname", "postgres"))
@@ -76,7 +77,7 @@ def topology_probe(ctx: StepContext, secret: str, prefer_region: str | None = No
             nodes[region] = {"region": region, "host": None, "reachable": False,
                              "role": None, "error": "no running db instance"}
             continue
-        status = replication_status(_dsn(dbs[0]["ip"], creds), timeout=timeout)
+        status = replication_status(dsn(dbs[0]["ip"], creds), timeout=timeout)
         status.update(region=region, host=dbs[0]["ip"], instance_id=dbs[0]["id"])
         nodes[region] = status
     primaries = [r for r, n in nodes.items() if n.get("role") == "primary"]

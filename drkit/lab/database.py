@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from psycopg.conninfo import make_conninfo
-
 from drkit.lab import chaos, controller, paths
 
 DB_SECRET = "drkit/{estate}/REGION/db-credentials"
@@ -51,22 +49,22 @@ def status_probe(lab: paths.LabPaths, view: dict) -> dict[str, Any]:
             "dns_primary_region": topo["dns_primary_region"], "nodes": rows}
 
 
+def primary_dsn() -> tuple[str, dict[str, Any]]:
+    """Conninfo of the current primary (and the topology it was found in)."""
+    from drkit.checks.estate import dsn
+
+    topo = topology()
+    if not topo["primary_host"]:
+        raise RuntimeError("no reachable primary")
+    return dsn(topo["primary_host"], credentials()), topo
+
+
 def corrupt(lab: paths.LabPaths, table: str, **_: Any) -> list[str]:
     """Drop ``table`` on the current primary (a data-corruption drill)."""
     import psycopg
 
-    from drkit.checks.estate import db_credentials
-
-    topo = topology()
-    if not topo["primary_host"]:
-        return ["corrupt: no reachable primary"]
-    ctx = _context()
-    creds = db_credentials(ctx, DB_SECRET.format(estate=ctx.env.settings.get("estate", "lab")),
-                           [topo["primary_region"]])
-    dsn = make_conninfo(host=topo["primary_host"], port=str(creds.get("port", 5432)),
-                        user=creds["username"], password=creds["password"],
-                        dbname=creds.get("dbname", "postgres"))
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    conninfo, topo = primary_dsn()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'DROP TABLE IF EXISTS "{table}"')  # a drill: the table is named
     return [f"dropped table {table} on the primary {topo['primary_host']} "
             f"({topo['primary_region']})"]
@@ -100,16 +98,6 @@ def canary_config(out: Path, *, rate: float, duration_s: float | None) -> Any:
 
 def canary_report(out: Path) -> dict[str, Any]:
     """Compare a canary run with the rows on the current primary."""
-    from drkit.checks.estate import db_credentials
     from drkit.lab.canary import report
 
-    topo = topology()
-    if not topo["primary_host"]:
-        raise RuntimeError("no reachable primary to compare the canary with")
-    ctx = _context()
-    creds = db_credentials(ctx, DB_SECRET.format(estate=ctx.env.settings.get("estate", "lab")),
-                           [topo["primary_region"]])
-    dsn = make_conninfo(host=topo["primary_host"], port=str(creds.get("port", 5432)),
-                        user=creds["username"], password=creds["password"],
-                        dbname=creds.get("dbname", "postgres"))
-    return report(out, dsn)
+    return report(out, primary_dsn()[0])
