@@ -378,7 +378,11 @@ def test_unplanned_async_failover_reports_rpo_evidence_that_agrees_with_the_cana
             proc = drkit("failover", "--region", "ap-south", "--mode", "unplanned",
                          "--allow-data-loss", "--yes", "--json")
             result = result_of(proc)
-            assert proc.returncode == 0, proc.stderr[-3000:]
+            # Accepted loss beyond the RPO target of 0 s: the run completes, and
+            # says it missed the target (exit 6) whenever its evidence shows a loss.
+            assert result["status"] == "succeeded", proc.stderr[-3000:]
+            expected = ExitCode.TARGET_MISSED if result["rpo_s"] else ExitCode.OK
+            assert proc.returncode == expected, proc.stderr[-3000:]
             canary.keep_writing()
         finally:
             chaos.restore(lab.paths, region="us-east", wait_s=30)
