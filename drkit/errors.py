@@ -36,7 +36,21 @@ class DrkitError(Exception):
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
-class ConfigError(DrkitError):
+class _DetailedError(DrkitError):
+    """A DrkitError that lists details (problems, findings) under its message."""
+
+    def __init__(self, message: str, details: list[str] | None, hint: str | None) -> None:
+        super().__init__(message, hint=hint)
+        self._details = list(details or [])
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self._details:
+            text += "\n" + "\n".join(f"  - {d}" for d in self._details)
+        return text
+
+
+class ConfigError(_DetailedError):
     """Bad input: a runbook, an environment, parameters or arguments.
 
     ``problems`` holds every problem found, each already prefixed with its dotted
@@ -48,31 +62,19 @@ class ConfigError(DrkitError):
     def __init__(
         self, message: str, *, problems: list[str] | None = None, hint: str | None = None
     ) -> None:
-        super().__init__(message, hint=hint)
-        self.problems = list(problems or [])
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.problems:
-            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
-        return text
+        super().__init__(message, problems, hint)
+        self.problems = self._details
 
 
-class PreflightFailed(DrkitError):
+class PreflightFailed(_DetailedError):
     """One or more read-only preflight checks failed; nothing was changed."""
 
     exit_code = ExitCode.PREFLIGHT_FAILED
 
     def __init__(self, message: str, *, findings: list[str] | None = None,
                  hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.findings = list(findings or [])
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.findings:
-            text += "\n" + "\n".join(f"  - {f}" for f in self.findings)
-        return text
+        super().__init__(message, findings, hint)
+        self.findings = self._details
 
 
 class StepFailed(DrkitError):
