@@ -193,6 +193,10 @@ class App:
                         db_address=None, error=_error_text(exc))
             return HTTPStatus.SERVICE_UNAVAILABLE, body
         primary = not row["in_recovery"]
+        if not primary:
+            # Connected to a node that takes no writes (DNS moved on, or this node
+            # was demoted): drop it, so the next request resolves the name again.
+            self.db.close()
         body.update(status="ok" if primary else "read-only", db_reachable=True,
                     db_primary=primary, db_address=self.db.address, error=None)
         return (HTTPStatus.OK if primary else HTTPStatus.SERVICE_UNAVAILABLE), body
@@ -204,6 +208,12 @@ class App:
             row = self.db.run(
                 "INSERT INTO app_writes (payload, region) VALUES (%s, %s) RETURNING id",
                 (payload, self.config.region))[0]
+        except (psycopg.errors.ReadOnlySqlTransaction,
+                psycopg.errors.FeatureNotSupported) as exc:  # a replica: find the primary
+            address = self.db.address
+            self.db.close()
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": _error_text(exc),
+                                                    "db_address": address}
         except (psycopg.Error, OSError) as exc:
             return HTTPStatus.SERVICE_UNAVAILABLE, {"error": _error_text(exc),
                                                     "db_address": self.db.address}

@@ -87,8 +87,8 @@ def test_canary_reports_exactly_the_acknowledged_writes_missing_after_a_crash(
                         round(RATE / (acks[2 * RATE - 1][1] - acks[RATE - 1][1]), 1))
         chaos.node_kill(lab.paths, primary["instance_id"])
 
-        promoted = lab.ssh(west["ip"], f"{PG_BIN}/pg_ctl promote -w -D {shlex.quote(pgdata)}",
-                           user="postgres")
+        promoted = lab.ssh(west["ip"], f"cd /tmp && runuser -u postgres -- {PG_BIN}/pg_ctl "
+                                       f"promote -w -D {shlex.quote(pgdata)}")
         assert promoted.returncode == 0, promoted.stderr
         _upsert_db_record(west["ip"])
         _wait("acknowledged writes on the new primary",
