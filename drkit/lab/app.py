@@ -179,7 +179,16 @@ class App:
         return hashlib.sha256(self.config.secret.encode()).hexdigest()[:12]
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        """Is the database reachable, and is it a writable primary?"""
+        """Is the database reachable, and is it a writable primary? A connection made
+        before a failover may be broken or lead to a demoted node: the check is a
+        read, so it is asked once more on a fresh connection (the name resolved
+        again) before it answers 503."""
+        status, body = self._health_once()
+        if status != HTTPStatus.OK:
+            status, body = self._health_once()
+        return status, body
+
+    def _health_once(self) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"region": self.config.region, "db_host": self.config.db.host,
                                 "secret_fingerprint": self.secret_fingerprint()}
         try:
