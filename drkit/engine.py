@@ -212,13 +212,14 @@ class Engine:
                 findings.append(f"{step.id}: {outcome.error or outcome.summary}")
         assert self.journal is not None
         self.journal.append("preflight_finished", ok=not findings, findings=findings)
-        if findings and not self.options.dry_run:
+        if findings:
+            # A dry run stops here too: the real run would, and later steps act on
+            # what the preflight found.
             raise PreflightFailed(
-                f"preflight found {len(findings)} problem(s); nothing was changed",
+                f"preflight found {len(findings)} problem(s); nothing was changed"
+                + (" (dry run: a real run would stop here)" if self.options.dry_run else ""),
                 findings=findings,
             )
-        for finding in findings:
-            self.would_change.append(f"preflight would fail: {finding}")
 
     def _steps(self, runbook: Runbook, base_ctx: dict[str, Any], run_dir: Path,
                state: RunState | None) -> None:
