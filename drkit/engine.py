@@ -75,6 +75,7 @@ class RunResult:
     targets_met: bool
     reports: dict[str, Path] = field(default_factory=dict)
     dry_run_summary: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
 
 class Engine:
@@ -358,8 +359,10 @@ class Engine:
                 targets: dict[str, float], failure: DrkitError | None) -> RunResult:
         assert self.journal is not None
         state = RunState.from_events(self.journal.events())
-        rto_s = _rto(state, self.options.incident_start) if status == "succeeded" else None
-        rpo_s = _rpo(state)
+        # A dry run restores nothing: its times say nothing about recovery.
+        measured = status == "succeeded" and not self.options.dry_run
+        rto_s = _rto(state, self.options.incident_start) if measured else None
+        rpo_s = _rpo(state) if not self.options.dry_run else None
         rto_ok = rto_s is None or rto_s <= targets["rto_s"]
         rpo_ok = rpo_s is None or rpo_s <= targets["rpo_s"]
         targets_met = status == "succeeded" and rto_ok and rpo_ok
@@ -369,7 +372,8 @@ class Engine:
                                 dry_run_summary=self.would_change)
         result = RunResult(run_id=run_id, run_dir=run_dir, status=status, rto_s=rto_s,
                            rpo_s=rpo_s, targets_met=targets_met, reports=reports,
-                           dry_run_summary=list(self.would_change))
+                           dry_run_summary=list(self.would_change),
+                           dry_run=self.options.dry_run)
         self.result = result
         if failure is not None:
             raise failure

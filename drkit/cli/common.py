@@ -115,6 +115,9 @@ def _print_outcome(result: Any, *, json_mode: bool, project_root: Path) -> None:
             print(f"  - {line}", file=out)
     rto = "not measured" if result.rto_s is None else format_duration(result.rto_s)
     rpo = "not measured" if result.rpo_s is None else format_duration(result.rpo_s)
-    print(f"\n{result.run_id}: {result.status}; RTO {rto}, RPO {rpo}; targets "
-          f"{'met' if result.targets_met else 'NOT met'}", file=out)
+    if result.dry_run_summary is not None and getattr(result, "dry_run", False):
+        print(f"\n{result.run_id}: dry run {result.status}; nothing was changed", file=out)
+    else:
+        print(f"\n{result.run_id}: {result.status}; RTO {rto}, RPO {rpo}; targets "
+              f"{'met' if result.targets_met else 'NOT met'}", file=out)
     print(f"report: {shown} (also report.html, report.json, junit.xml)", file=out)
