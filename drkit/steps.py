@@ -20,7 +20,7 @@ from drkit.drivers.terraform import Terraform
 from drkit.drivers.tfconfig import find_provider_mirror, write_cli_config
 from drkit.errors import ApprovalRequired, DrkitError
 from drkit.runbook import Step
-from drkit.templating import evaluate
+from drkit.templating import evaluate, render
 
 
 @dataclass
@@ -128,7 +128,6 @@ def _check(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
     if not passed:
         message = spec.get("message")
         if message:
-            from drkit.templating import render
             message = render(message, {**rt.template_ctx, "result": result})
         error = message or f"{spec['probe']} returned {result}, expected {spec['expect']}"
         summary = error
