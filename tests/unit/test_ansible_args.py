@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from drkit.drivers.ansible import BASE_ENVVARS, _compact, runner_kwargs
+from drkit.drivers.ansible import (
+    BASE_ENVVARS,
+    MITOGEN_ENV,
+    _compact,
+    runner_kwargs,
+    strategy_envvars,
+)
 
 BASE = {"playbook": "/p/site.yml", "inventory": "/i/hosts.yml", "private_data_dir": "/r/a"}
 EXPECTED_BASE = {**BASE, "quiet": True, "json_mode": False, "envvars": BASE_ENVVARS}
@@ -33,7 +39,8 @@ KWARGS_TABLE = [
 
 @pytest.mark.parametrize(("given", "expected"), KWARGS_TABLE,
                          ids=[str(i) for i in range(len(KWARGS_TABLE))])
-def test_runner_kwargs(given, expected):
+def test_runner_kwargs(given, expected, monkeypatch):
+    monkeypatch.setenv(MITOGEN_ENV, "0")
     assert runner_kwargs(**BASE, **given) == {**EXPECTED_BASE, **expected}
 
 
@@ -81,3 +88,10 @@ EVENT_TABLE = [
                          ids=[str(i) for i in range(len(EVENT_TABLE))])
 def test_compact_events(event, compact):
     assert _compact(event) == compact
+
+
+def test_playbooks_run_with_mitogen_unless_turned_off():
+    on = strategy_envvars({})
+    assert on["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert on["ANSIBLE_STRATEGY_PLUGINS"].endswith("ansible_mitogen/plugins/strategy")
+    assert strategy_envvars({MITOGEN_ENV: "0"}) == {}
