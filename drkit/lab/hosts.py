@@ -99,12 +99,17 @@ def prepare_disk(lab: paths.LabPaths, spec: HostSpec) -> Path:
     disk = lab.host_dir(spec.instance_id)
     for sub in ("postgresql", "srv"):
         (disk / sub).mkdir(parents=True, exist_ok=True)
+    (disk / "root.bashrc").write_text(HOST_BASHRC)
     _chown_db_user(disk / "postgresql")
     region_dir = lab.region_dir(spec.region)
     region_dir.mkdir(parents=True, exist_ok=True)
     _chown_db_user(region_dir)  # the WAL archive is written by the postgres user
     atomic_write_json(disk / "host.json", asdict(spec))
     return disk
+
+
+#: root's ~/.bashrc inside a host (bash reads it for every command run over ssh).
+HOST_BASHRC = "# ~/.bashrc of a drkit lab host's root (drkit.lab.hosts)\n"
 
 
 def sshd_config(lab: paths.LabPaths, spec: HostSpec) -> str:
@@ -146,6 +151,10 @@ def boot_script(lab: paths.LabPaths, spec: HostSpec) -> str:
         f"mount --bind {q(str(disk / 'srv'))} /srv",
         # /mnt gets its own tmpfs so /mnt/regional exists without touching the machine.
         "mount -t tmpfs -o mode=0755,size=1m drkit-mnt /mnt",
+        # The host's root gets a plain shell rc, not this machine's (which may run
+        # slow initialisers such as `pyenv init` on every ssh command).
+        f"if [ -f /root/.bashrc ]; then mount --bind {q(str(disk / 'root.bashrc'))} "
+        "/root/.bashrc; fi",
         "mkdir /mnt/regional",
         f"mount --bind {q(str(lab.region_dir(spec.region)))} /mnt/regional",
         f"exec {SSHD} -D -f {q(str(disk / 'sshd_config'))} -E {q(str(disk / 'sshd.log'))}",
