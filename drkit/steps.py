@@ -87,18 +87,15 @@ def _terraform(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
         result = tf.select_workspace(spec["workspace"], timeout=rt.timeout_s)
     if not result.ok:
         return _from_driver(result)
-    plan_file = ctx.run_dir / "terraform" / step.id / "tfplan"
-    plan = tf.plan(
-        plan_file=plan_file, vars=spec.get("vars") or {},
-        var_files=[ctx.project.path(f) for f in spec.get("var_files") or []],
-        targets=spec.get("targets") or [], destroy=spec.get("action") == "destroy",
-        timeout=rt.timeout_s,
-    )
-    if not plan.ok or ctx.dry_run or spec.get("action") == "plan":
+    inputs = {"vars": spec.get("vars") or {},
+              "var_files": [ctx.project.path(f) for f in spec.get("var_files") or []],
+              "targets": spec.get("targets") or [], "destroy": spec.get("action") == "destroy"}
+    if ctx.dry_run or spec.get("action") == "plan":
+        plan_file = ctx.run_dir / "terraform" / step.id / "tfplan"
+        plan = tf.plan(plan_file=plan_file, timeout=rt.timeout_s, **inputs)
+        plan_file.unlink(missing_ok=True)  # a saved plan may hold variable values
         return _from_driver(plan)
-    applied = tf.apply(plan_file, timeout=rt.timeout_s)
-    plan_file.unlink(missing_ok=True)  # a saved plan may hold variable values
-    return _from_driver(applied)
+    return _from_driver(tf.apply_now(timeout=rt.timeout_s, **inputs))
 
 
 def _ansible(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:

@@ -110,6 +110,25 @@ def apply_args(plan_file: str) -> list[str]:
     return ["apply", "-json", "-input=false", f"-lock-timeout={LOCK_TIMEOUT}", str(plan_file)]
 
 
+def apply_now_args(
+    *,
+    vars_file: str | None = None,
+    var_files: Iterable[str] = (),
+    targets: Iterable[str] = (),
+    destroy: bool = False,
+) -> list[str]:
+    """Arguments for ``terraform apply -auto-approve``: refresh, plan and apply in one
+    process. The runbook step is the approval; a dry run plans instead."""
+    args = ["apply", "-json", "-input=false", f"-lock-timeout={LOCK_TIMEOUT}", "-auto-approve"]
+    if destroy:
+        args.append("-destroy")
+    if vars_file:
+        args.append(f"-var-file={vars_file}")
+    args += [f"-var-file={f}" for f in var_files]
+    args += [f"-target={t}" for t in targets]
+    return args
+
+
 def output_args() -> list[str]:
     """Arguments for reading all root outputs as one JSON object."""
     return ["output", "-json"]
@@ -270,6 +289,34 @@ class Terraform:
         """Apply a saved plan. ``changes`` lists ``{"address", "action"}`` per completed
         change; ``outputs`` holds the root outputs (sensitive ones redacted)."""
         run = self._run("apply", apply_args(str(Path(plan_file).resolve())), timeout=timeout)
+        return self._applied(run)
+
+    def apply_now(
+        self,
+        *,
+        vars: Mapping[str, Any] | None = None,
+        var_files: Iterable[Path | str] = (),
+        targets: Iterable[str] = (),
+        destroy: bool = False,
+        timeout: float | None = None,
+    ) -> DriverResult:
+        """Plan and apply in one ``terraform apply -auto-approve`` (the AWS provider
+        starts once instead of twice: ~4 s less per apply on the lab). Same result
+        as :meth:`apply`; the plan's changes are in the log."""
+        vars_file = None
+        if vars:
+            vars_file = self._private_file("step-vars.tfvars.json", json.dumps(dict(vars)))
+        try:
+            run = self._run("apply", apply_now_args(
+                vars_file=str(vars_file) if vars_file else None,
+                var_files=[str(Path(f).resolve()) for f in var_files],
+                targets=targets, destroy=destroy), timeout=timeout)
+        finally:
+            if vars_file:
+                vars_file.unlink(missing_ok=True)
+        return self._applied(run)
+
+    def _applied(self, run: _Run) -> DriverResult:
         ok = run.rc == 0
         result = self._result("apply", run, ok=ok,
                               summary="apply: " + _change_counts(run, past=True) if ok else None)

@@ -138,7 +138,7 @@ def bootstrap_state_backend(backend: dict[str, Any]) -> None:
 
 def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
                  vars: dict[str, Any] | None = None) -> dict[str, Any]:
-    """terraform init + plan + apply of terraform/envs/lab through drkit's driver."""
+    """terraform init + apply of terraform/envs/lab through drkit's driver."""
     from drkit.drivers.terraform import Terraform
     from drkit.drivers.tfconfig import find_provider_mirror, write_cli_config
 
@@ -150,16 +150,10 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
                                   plugin_cache=work / "plugin-cache")
     tf = Terraform(module, data_dir=work / "data", log_dir=lab.log_dir / "terraform",
                    env=aws_env(backend.get("region", "us-west-2")), cli_config=cli_config)
-    for step in ("init", "plan", "apply"):
-        if step == "init":
-            result = tf.init(backend_config=backend)
-        elif step == "plan":
-            result = tf.plan(plan_file=work / "lab.tfplan", vars=vars)
-        elif not result.changes:
-            progress("  terraform apply: skipped, the plan has no changes")
-            break
-        else:
-            result = tf.apply(work / "lab.tfplan")
+    # apply_now: one process refreshes, plans and applies (the provider starts once).
+    for step, run in (("init", lambda: tf.init(backend_config=backend)),
+                      ("apply", lambda: tf.apply_now(vars=vars))):
+        result = run()
         progress(f"  terraform {result.summary}")
         if not result.ok:
             raise LabError(f"terraform {step} of {TERRAFORM_DIR} failed: "

@@ -107,6 +107,24 @@ def test_apply_creates_the_file_and_returns_outputs(tmp_path: Path):
     assert (elsewhere / "terraform.txt").read_text() == "written by terraform\n"
 
 
+def test_apply_now_plans_and_applies_in_one_run(tmp_path: Path):
+    module = _module(tmp_path)
+    tf = _terraform(tmp_path, module)
+    out_dir = tmp_path / "out"
+    assert tf.init().ok
+
+    applied = tf.apply_now(vars={"out_dir": str(out_dir), "message": "at once"})
+
+    assert applied.ok, applied.tail
+    assert applied.summary == "apply: 1 added, 0 changed, 0 destroyed"
+    assert applied.changes == [{"address": "terraform_data.marker", "action": "create"}]
+    assert (out_dir / "terraform.txt").read_text() == "at once\n"
+    assert applied.outputs["marker_path"] == str(out_dir / "terraform.txt")
+    assert not list((tmp_path / "data").glob("*.tfvars.json"))
+    again = tf.apply_now(vars={"out_dir": str(out_dir), "message": "at once"})
+    assert again.ok and again.summary == "apply: 0 added, 0 changed, 0 destroyed"
+
+
 FAILING_TF = """
 resource "terraform_data" "broken" {
   provisioner "local-exec" {

@@ -9,6 +9,7 @@ import pytest
 from drkit.drivers import tfconfig
 from drkit.drivers.terraform import (
     apply_args,
+    apply_now_args,
     command_line,
     init_args,
     output_args,
@@ -40,6 +41,11 @@ ARGV_TABLE = [
      [*PLAN, "-out=p", "-destroy", "-target=x.y"]),
     (apply_args, {"plan_file": "/r/tfplan"},
      ["apply", "-json", "-input=false", "-lock-timeout=60s", "/r/tfplan"]),
+    (apply_now_args, {},
+     ["apply", "-json", "-input=false", "-lock-timeout=60s", "-auto-approve"]),
+    (apply_now_args, {"vars_file": "/d/v.tfvars.json", "targets": ["module.eu-west"]},
+     ["apply", "-json", "-input=false", "-lock-timeout=60s", "-auto-approve",
+      "-var-file=/d/v.tfvars.json", "-target=module.eu-west"]),
     (output_args, {}, ["output", "-json"]),
     (show_plan_args, {"plan_file": "/r/tfplan"}, ["show", "-json", "/r/tfplan"]),
     (workspace_args, {"name": "eu-west"}, ["workspace", "select", "-or-create", "eu-west"]),
