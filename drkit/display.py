@@ -129,6 +129,7 @@ class PlainDisplay:
         self.stream = stream or sys.stdout
         self._rows = _Rows()
         self._last_activity: dict[str, float] = {}
+        self._running: list[str] = []
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -139,16 +140,20 @@ class PlainDisplay:
 
     def step_started(self, step: str) -> None:
         row = self._rows.get(step)
+        self._running.append(step)
         self._print(f"==> {row.title} [{row.kind}]")
 
     def activity(self, step: str, text: str) -> None:
-        # At most one activity line per second per step keeps logs readable.
+        # At most one activity line per second per step keeps logs readable; while
+        # lanes run steps side by side, each line says which step it is from.
         now = time.monotonic()
         if now - self._last_activity.get(step, 0.0) >= 1.0:
             self._last_activity[step] = now
-            self._print(f"    {text}")
+            self._print(f"    [{step}] {text}" if len(self._running) > 1 else f"    {text}")
 
     def step_finished(self, step: str, status: str, duration_s: float, summary: str) -> None:
+        if step in self._running:
+            self._running.remove(step)
         row = self._rows.get(step)
         tail = f": {summary}" if summary else ""
         self._print(f"<== {row.title} {status} in {format_duration(duration_s)}{tail}")

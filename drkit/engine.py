@@ -15,11 +15,13 @@ Order of a run (each decision is journaled as a one-line ``decision`` event):
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,7 +47,7 @@ from drkit.lock import LockHolder, make_lock
 from drkit.project import Project
 from drkit.redact import redact
 from drkit.report import write_reports
-from drkit.runbook import Runbook, Step, bind_params, load_runbook, render_spec
+from drkit.runbook import Runbook, Step, bind_params, blocks, load_runbook, render_spec
 from drkit.steps import Runtime, StepOutcome, ask_on_terminal, execute
 from drkit.templating import evaluate
 
@@ -86,7 +88,9 @@ class Engine:
                  ask: Callable[[str], bool] = ask_on_terminal) -> None:
         self.project = project
         self.env = env
-        self.display = display
+        #: Serialises what lanes share: outputs, marks, the display.
+        self._shared = threading.RLock()
+        self.display = _Serialised(display, self._shared)
         self.options = options or RunOptions()
         self.ask = ask
         self.interactive = (self.options.interactive if self.options.interactive is not None
@@ -94,6 +98,8 @@ class Engine:
         self.journal: Journal | None = None
         self.outputs: dict[str, dict[str, Any]] = {}
         self.would_change: list[str] = []
+        #: Steps running right now, in start order (more than one inside a lane block).
+        self._running: list[str] = []
 
     # ---------------------------------------------------------------- entry points
 
@@ -187,7 +193,7 @@ class Engine:
             status = "succeeded"
         except KeyboardInterrupt:
             status = "interrupted"
-            current = getattr(self, "_current_step", None)
+            current = self._running[0] if self._running else None
             self.journal.append("interrupted", step=current, signal="SIGINT/SIGTERM")
             failure = Interrupted(
                 f"run {run_id} interrupted" + (f" during step {current}" if current else ""),
@@ -235,27 +241,84 @@ class Engine:
             for sid in ids:
                 if sid != self.options.only:
                     plan[sid] = f"skip (--only {self.options.only})"
-        for step in runbook.steps:
-            verdict = plan[step.id]
-            if verdict.startswith("skip"):
-                self._decide(f"{step.id}: {verdict}")
-                self.display.step_finished(step.id, "skipped", 0.0, verdict)
-                continue
-            if verdict.startswith("re-run"):
-                self._decide(f"{step.id}: {verdict}")
-            ctx = {**base_ctx, "steps": self._steps_ctx()}
-            if step.when and not evaluate(step.when, ctx):
-                self._skip(step, f"when is false: {step.when}")
-                continue
-            outcome = self._execute(step, base_ctx, run_dir, journal_phase="main")
-            if not outcome.ok:
-                tail = "\n".join(f"    {line}" for line in outcome.tail[-15:])
-                raise StepFailed(
-                    f"step {step.id} ({step.title}) failed: {outcome.error or outcome.summary}"
-                    + (f"\n  last output:\n{tail}" if tail else ""),
-                    hint=f"fix the cause, then resume with: "
-                         f"{self._resume_command(self.journal.events()[0]['run_id'])}",
-                )
+        for block in blocks(runbook.steps):
+            if block[0].lane is None:
+                self._run_step(block[0], plan, base_ctx, run_dir)
+            else:
+                self._run_lanes(block, plan, base_ctx, run_dir)
+
+    def _run_step(self, step: Step, plan: dict[str, str], base_ctx: dict[str, Any],
+                  run_dir: Path) -> None:
+        """Skip, or run ``step``; StepFailed (with the resume command) when it fails."""
+        verdict = plan[step.id]
+        if verdict.startswith("skip"):
+            self._decide(f"{step.id}: {verdict}")
+            self.display.step_finished(step.id, "skipped", 0.0, verdict)
+            return
+        if verdict.startswith("re-run"):
+            self._decide(f"{step.id}: {verdict}")
+        ctx = {**base_ctx, "steps": self._steps_ctx()}
+        if step.when and not evaluate(step.when, ctx):
+            self._skip(step, f"when is false: {step.when}")
+            return
+        outcome = self._execute(step, base_ctx, run_dir, journal_phase="main")
+        if not outcome.ok:
+            tail = "\n".join(f"    {line}" for line in outcome.tail[-15:])
+            raise StepFailed(
+                f"step {step.id} ({step.title}) failed: {outcome.error or outcome.summary}"
+                + (f"\n  last output:\n{tail}" if tail else ""),
+                hint=f"fix the cause, then resume with: "
+                     f"{self._resume_command(self.journal.events()[0]['run_id'])}",
+            )
+
+    def _run_lanes(self, block: list[Step], plan: dict[str, str], base_ctx: dict[str, Any],
+                   run_dir: Path) -> None:
+        """A parallel block: one thread per lane runs the lane's steps in order.
+
+        A failed step stops its lane, and the other lanes start no new step; the
+        block fails once the steps already running have ended. An interrupt
+        does the same, then propagates (a second one stops the waiting).
+        """
+        lanes: dict[str, list[Step]] = {}
+        for step in block:
+            lanes.setdefault(str(step.lane), []).append(step)
+        self._decide("side by side: " + "; ".join(
+            f"lane {name}: {' -> '.join(s.id for s in steps)}" for name, steps in lanes.items()))
+        stop = threading.Event()
+        failures: list[BaseException] = []
+
+        def run_lane(steps: list[Step], done: threading.Event) -> None:
+            try:
+                for step in steps:
+                    if stop.is_set():
+                        return
+                    self._run_step(step, plan, base_ctx, run_dir)
+            except BaseException as exc:  # handed to the main thread, which raises it
+                failures.append(exc)
+                stop.set()
+            finally:
+                done.set()
+
+        finished = [threading.Event() for _ in lanes]
+        for (name, steps), done in zip(lanes.items(), finished, strict=True):
+            threading.Thread(target=run_lane, args=(steps, done), name=f"lane-{name}",
+                             daemon=True).start()
+        try:
+            _wait_all(finished)
+        except KeyboardInterrupt:
+            stop.set()
+            self.display.message("interrupted: no lane starts another step; waiting for "
+                                 f"{', '.join(self._running) or 'the running steps'} to end "
+                                 "(interrupt again to stop waiting)", style="yellow")
+            with contextlib.suppress(KeyboardInterrupt):
+                _wait_all(finished)
+            raise
+        if failures:
+            first = failures[0]
+            if len(failures) > 1 and isinstance(first, DrkitError):
+                first.message += "\n  also failed in another lane: " + "; ".join(
+                    str(f).splitlines()[0] for f in failures[1:])
+            raise first
 
     def _on_failure(self, runbook: Runbook, base_ctx: dict[str, Any], run_dir: Path) -> None:
         for step in runbook.on_failure:
@@ -285,7 +348,7 @@ class Engine:
                               if e["event"] == "step_started" and e["step"] == step.id)
             self.journal.append("step_started", step=step.id, kind=step.kind, attempt=attempt,
                                 phase=journal_phase)
-        self._current_step = step.id
+        self._running.append(step.id)
         self.display.step_started(step.id)
         step_ctx = registry.StepContext(
             env=self.env, project=self.project, run_dir=run_dir, dry_run=self.options.dry_run,
@@ -308,7 +371,7 @@ class Engine:
             if outcome.ok:
                 for mark in step.marks_finish:
                     self._mark(mark, step.id)
-        self._current_step = None
+        self._running.remove(step.id)
         shown = "would-change" if (self.options.dry_run and outcome.changes) else status
         self.display.step_finished(step.id, shown, duration, redact(outcome.summary))
         if self.options.dry_run:
@@ -327,7 +390,8 @@ class Engine:
         # preflight found (steps.<check>.outputs), and a resume reuses it.
         if outcome.outputs:
             outputs = redact(outcome.outputs)
-            self.outputs[step.id] = outputs
+            with self._shared:
+                self.outputs[step.id] = outputs
             self.journal.append("step_output", step=step.id, outputs=outputs)
             for rpo in _rpo_reports(outputs):
                 self.journal.append("rpo_evidence", step=step.id, seconds=rpo.get("seconds"),
@@ -390,7 +454,8 @@ class Engine:
     # ---------------------------------------------------------------- helpers
 
     def _steps_ctx(self) -> dict[str, Any]:
-        return {sid: {"outputs": out} for sid, out in self.outputs.items()}
+        with self._shared:
+            return {sid: {"outputs": out} for sid, out in self.outputs.items()}
 
     def _decide(self, text: str) -> None:
         if self.journal:
@@ -398,6 +463,11 @@ class Engine:
         self.display.message(text, style="cyan")
 
     def _mark(self, name: str, step: str) -> None:
+        assert self.journal is not None
+        with self._shared:
+            self._mark_once(name, step)
+
+    def _mark_once(self, name: str, step: str) -> None:
         assert self.journal is not None
         if any(e["event"] == "mark" and e["name"] == name for e in self.journal.events()):
             return  # a re-run step does not move a moment already recorded
@@ -470,6 +540,31 @@ class Engine:
                 "no terminal to ask; nothing was changed",
                 hint="re-run with --yes to approve non-interactively (or run it from a terminal)",
             )
+
+
+class _Serialised:
+    """A display whose methods run one at a time (lanes call it from threads)."""
+
+    def __init__(self, display: Any, lock: threading.RLock) -> None:
+        self._display = display
+        self._lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._display, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+        return call
+
+
+def _wait_all(events: list[threading.Event]) -> None:
+    """Wait until every event is set, sleeping in short slices so that an interrupt
+    is seen at once (an interrupted Thread.join can leave is_alive() wrong)."""
+    while not all(e.is_set() for e in events):
+        time.sleep(0.1)
 
 
 def _rpo_reports(outputs: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -195,6 +196,7 @@ class Journal:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / JOURNAL_NAME
         self._next_seq = next_seq
+        self._lock = threading.Lock()
 
     @classmethod
     def create(cls, run_dir: Path, **run_started_fields: Any) -> Journal:
@@ -257,18 +259,21 @@ class Journal:
         error (ValueError): nothing is written.
         """
         _check_fields(event, fields)
-        record = {"seq": self._next_seq, "ts": utc_now_iso(), "event": event, **fields}
-        try:
-            line = json.dumps(record, default=_json_default, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"journal event {event}: cannot be written as JSON: {exc}") from None
-        append_line_durably(self.path, line)
-        self._next_seq += 1
+        with self._lock:  # steps in lanes append from threads: one seq, one line each
+            record = {"seq": self._next_seq, "ts": utc_now_iso(), "event": event, **fields}
+            try:
+                line = json.dumps(record, default=_json_default, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"journal event {event}: cannot be written as JSON: {exc}") from None
+            append_line_durably(self.path, line)
+            self._next_seq += 1
         return json.loads(line)
 
     def events(self) -> list[dict[str, Any]]:
         """Every event written so far, validated."""
-        return read_events(self.path)
+        with self._lock:
+            return read_events(self.path)
 
     def state(self) -> RunState:
         """The run's state, derived from the journal alone."""

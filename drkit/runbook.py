@@ -41,7 +41,7 @@ TOP_KEYS = ("id", "title", "why", "severity", "targets", "params", "preflight", 
 TOP_REQUIRED = ("id", "title", "why", "severity", "targets", "steps")
 TARGET_KEYS = ("rto", "rpo")
 PARAM_KEYS = ("type", "required", "default", "choices", "help")
-STEP_KEYS = ("id", "title", "when", "timeout", "marks")
+STEP_KEYS = ("id", "title", "when", "timeout", "marks", "lane")
 MARK_KEYS = ("start", "finish")
 
 # Field kinds: "str", "mapping" (any values, templated), "strlist" (list of
@@ -98,6 +98,21 @@ class Step:
     phase: str
     path: str
     line: int
+    #: Consecutive steps that name a lane form a parallel block: each lane runs its
+    #: steps in order, the lanes run at the same time (docs/internals.md, "Lanes").
+    lane: str | None = None
+
+
+def blocks(steps: tuple[Step, ...]) -> list[list[Step]]:
+    """``steps`` cut into what runs one after the other: a step alone, or a parallel
+    block (a maximal run of consecutive steps that name a lane)."""
+    out: list[list[Step]] = []
+    for step in steps:
+        if step.lane is not None and out and out[-1][0].lane is not None:
+            out[-1].append(step)
+        else:
+            out.append([step])
+    return out
 
 
 @dataclass(frozen=True)
@@ -319,8 +334,9 @@ def _build(raw: Any, path: Path, sha256: str, problems: Problems) -> Runbook | N
     # problem is reported once, at the declaration, not at every use.
     declared = {str(name) for name in raw["params"]} \
         if isinstance(raw.get("params"), dict) else set()
+    concurrent = _concurrent_steps(raw_steps)
     for position, (_phase, step_path, item) in enumerate(raw_steps):
-        earlier = set(order[:position])
+        earlier = set(order[:position]) - concurrent.get(position, set())
         _check_step_templates(item, step_path, declared, earlier, set(order), problems)
 
     if problems:
@@ -331,6 +347,28 @@ def _build(raw: Any, path: Path, sha256: str, problems: Problems) -> Runbook | N
         preflight=tuple(built["preflight"]), steps=tuple(built["main"]),
         on_failure=tuple(built["on_failure"]), path=path, sha256=sha256,
     )
+
+
+def _concurrent_steps(raw_steps: list[tuple[str, str, dict[str, Any]]]) -> dict[int, set[str]]:
+    """For each main step in a parallel block (by position): the ids of the steps in
+    the block's other lanes, which run at the same time and so are never "earlier"."""
+    def lane_of(item: dict[str, Any]) -> str | None:
+        lane = item.get("lane")
+        return lane if isinstance(lane, str) else None
+
+    found: dict[int, set[str]] = {}
+    block: list[int] = []
+    for position in range(len(raw_steps) + 1):
+        phase, _path, item = raw_steps[position] if position < len(raw_steps) else ("", "", {})
+        if phase == "main" and lane_of(item) is not None:
+            block.append(position)
+            continue
+        for member in block:
+            lane = lane_of(raw_steps[member][2])
+            found[member] = {str(raw_steps[other][2].get("id")) for other in block
+                             if lane_of(raw_steps[other][2]) != lane}
+        block = []
+    return found
 
 
 def _unknown_keys(raw: dict[Any, Any], path: str, allowed: tuple[str, ...],
@@ -610,6 +648,16 @@ def _step(raw: dict[str, Any], path: str, phase: str, problems: Problems) -> Ste
         timeout_s = None
     marks_start, marks_finish = _marks(raw.get("marks"), join(path, "marks"), problems) \
         if "marks" in raw else ((), ())
+    lane = _string(raw, "lane", path, problems)
+    if lane is not None and not STEP_ID.match(lane):
+        problems.add(join(path, "lane"), f"{lane!r} does not match ^[a-z0-9][a-z0-9-]*$ "
+                                         "(lower case, digits and dashes)")
+    if lane is not None and phase != "main":
+        problems.add(join(path, "lane"), f"lanes run main steps side by side; a {phase} "
+                     "step runs alone: remove the lane")
+    if lane is not None and "approval" in raw:
+        problems.add(join(path, "lane"), "an approval waits for a person, so it cannot share "
+                     "the terminal with another lane; put it before or after the block")
 
     kinds = [key for key in raw if key in KINDS]
     kind: str | None = None
@@ -633,7 +681,7 @@ def _step(raw: dict[str, Any], path: str, phase: str, problems: Problems) -> Ste
     line = problems.line_of(path) or 0
     return Step(id=step_id, title=title, kind=kind, spec=spec, when=when, timeout_s=timeout_s,
                 marks_start=marks_start, marks_finish=marks_finish, phase=phase, path=path,
-                line=line)
+                line=line, lane=lane)
 
 
 def _marks(raw: Any, path: str, problems: Problems) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -784,7 +832,8 @@ def _check_template(text: str, path: str, expression: bool, allow_result: bool,
                              f"{suggest(ref, all_ids)}")
             elif ref not in earlier:
                 problems.add(path, f"steps.{ref}: step {ref!r} has not run yet at this point; "
-                             "a step can only use outputs of steps before it")
+                             "a step can only use outputs of steps before it, "
+                             "not of steps in another lane of its block")
 
 
 # --------------------------------------------------------------------------- markdown
@@ -863,7 +912,9 @@ def _step_section(steps: tuple[Step, ...]) -> list[str]:
         heading = step.title if step.title == step.id else f"{step.title} ({_code(step.id)})"
         if step.title == step.id:
             heading = _code(step.id)
-        out.append(f"{number}. **{heading}**")
+        lane = f" (lane {_code(step.lane)}, alongside the block's other lanes)" \
+            if step.lane else ""
+        out.append(f"{number}. **{heading}**{lane}")
         out.extend(f"   - {line}" for line in _describe_step(step))
     return out
 
