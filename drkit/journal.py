@@ -330,6 +330,9 @@ class RunState:
     attempts: dict[str, int]
     resumes: int = 0
     step_status: dict[str, str] = field(default_factory=dict)
+    #: Every step started and never finished (several when lanes ran side by side);
+    #: ``interrupted_step`` is the last of them to start.
+    interrupted_steps: tuple[str, ...] = ()
 
     @classmethod
     def from_events(cls, events: Sequence[dict[str, Any]]) -> RunState:
@@ -415,6 +418,7 @@ class RunState:
             attempts=attempts,
             resumes=resumes,
             step_status=dict(latest),
+            interrupted_steps=tuple(open_steps),
         )
 
     def next_action(self, step_ids: Iterable[str]) -> dict[str, str]:
@@ -429,7 +433,7 @@ class RunState:
         for step in step_ids:
             if step in completed:
                 actions[step] = f"skip (completed in {self.run_id})"
-            elif step == self.interrupted_step:
+            elif step == self.interrupted_step or step in self.interrupted_steps:
                 actions[step] = "re-run (interrupted)"
             elif self.step_status.get(step) == "failed":
                 actions[step] = "re-run (failed)"
