@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,7 @@ def test_terraform_scales_eu_west_app_hosts_that_ansible_reaches(lab_estate, tmp
         # the new app host configured and DNS back on the baseline).
         controller.reset(estate.project_root)
     assert len(_eu_west_app_hosts(estate)) == 1
+    if estate.configured:  # the host Auto Scaling added during the reset runs the app too
+        for app in estate.hosts(role="app"):
+            with urllib.request.urlopen(f"http://{app['ip']}:8080/health", timeout=10) as resp:
+                assert resp.status == 200, app
