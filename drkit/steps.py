@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drkit import notify, registry
+from drkit import inventory_cache, notify, registry
 from drkit.drivers import ansible as ansible_driver
 from drkit.drivers.terraform import Terraform
 from drkit.drivers.tfconfig import find_provider_mirror, write_cli_config
@@ -111,7 +111,9 @@ def _ansible(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
         extra_vars=spec.get("extra_vars") or {}, tags=spec.get("tags") or (),
         check=ctx.dry_run, diff=ctx.dry_run,
         private_data_dir=ctx.run_dir / "ansible" / step.id,
-        env=ctx.env.process_env(), on_event=on_event, timeout=rt.timeout_s,
+        env={**ctx.env.process_env(),
+             **inventory_cache.prepare(ctx.env, ctx.run_dir / "inventory-cache")},
+        on_event=on_event, timeout=rt.timeout_s,
     )
     return _from_driver(result)
 
