@@ -100,26 +100,49 @@ def load_zones(route53: Any) -> dict[str, Zone]:
 
 
 class ZoneCache:
-    """Hosted zones read from the control plane, never older than ``max_age`` seconds
-    while it answers. When it does not, the last copy is served (like Route53's
-    data plane surviving a control-plane outage) and the failure is logged."""
+    """Hosted zones read from the control plane, refreshed when older than
+    ``max_age`` seconds. Answers never wait for the control plane: the first load
+    is synchronous, later refreshes run in the background while the current copy
+    is served (so staleness is max_age plus one control-plane round trip, however
+    busy moto is). When the control plane does not answer, the last copy is served
+    (like Route53's data plane surviving a control-plane outage) and the failure is
+    logged."""
 
     def __init__(self, route53: Any, max_age: float = 0.5) -> None:
         self._route53 = route53
         self._max_age = max_age
-        self._zones: dict[str, Zone] = {}
+        self._zones: dict[str, Zone] | None = None
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
+        self._refreshing = False
 
     def zones(self) -> dict[str, Zone]:
         with self._lock:
-            if time.monotonic() - self._loaded_at > self._max_age:
-                try:
-                    self._zones = load_zones(self._route53)
-                    self._loaded_at = time.monotonic()
-                except Exception as exc:  # any botocore/connection error: serve stale
-                    log.warning("control plane did not answer (%s); serving last zones", exc)
+            if self._zones is None:
+                self._refresh()
+                return self._zones or {}
+            stale = time.monotonic() - self._loaded_at > self._max_age
+            if stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh_in_background, daemon=True).start()
             return self._zones
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self._refresh()
+        finally:
+            self._refreshing = False
+
+    def _refresh(self) -> None:
+        started = time.monotonic()
+        try:
+            zones = load_zones(self._route53)
+        except Exception as exc:  # any botocore/connection error: serve stale
+            log.warning("control plane did not answer (%s); serving last zones", exc)
+            if self._zones is None:
+                self._zones = {}
+            return
+        self._zones, self._loaded_at = zones, started
 
     def zone_for(self, qname: str) -> Zone | None:
         """The most specific zone that ``qname`` belongs to, if any."""
