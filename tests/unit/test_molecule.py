@@ -3,25 +3,43 @@
 Each scenario builds a real, minimal setup on this machine (PostgreSQL clusters in
 temp dirs on 127.0.0.1, a moto server on a loopback port), converges the role,
 runs it again to prove idempotence, verifies the outcome and tears everything
-down. HOME and ANSIBLE_HOME point into the test's tmp dir, so nothing lands in
-the user's home. Missing prerequisites fail the test with the reason: nothing
-is skipped silently.
+down. HOME and ANSIBLE_HOME point into a tmp dir of the role's own, so nothing
+lands in the user's home. Missing prerequisites fail the test with the reason:
+nothing is skipped silently.
+
+Ansible runs with Mitogen's strategy, as drkit's own playbooks do
+(DRKIT_ANSIBLE_MITOGEN=0 turns it off). The first scenario test starts every
+selected scenario in a pool of WORKERS and each test then waits for its own
+role's result; they can run side by side because each has its own root and
+loopback ports (test_scenarios_use_their_own_roots_and_ports).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from drkit.drivers.ansible import strategy_envvars
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "playbooks" / "roles"
 BASE_CONFIG = REPO / "playbooks" / "molecule-base.yml"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TIMEOUT_S = 900
+#: Scenarios running at once. One scenario alone keeps about one core busy
+#: (ansible-playbook start-up, a fork per task, Mitogen shipping its modules), so
+#: two cores run at most two; the third fills their waits (PostgreSQL, moto
+#: start-up). More would only queue for the CPU.
+WORKERS = 3
 
 
 def _roles() -> list[str]:
@@ -36,6 +54,28 @@ def _scenario_roles() -> list[str]:
 def test_every_role_has_a_molecule_scenario() -> None:
     missing = [r for r in _roles() if r not in _scenario_roles()]
     assert not missing, f"roles without molecule/default/molecule.yml: {missing}"
+
+
+# What a scenario claims for itself: its temporary root and the loopback ports its
+# clusters, moto and resolver listen on ("postgresql_common_port: 55611",
+# "http://127.0.0.1:55657"). The shared playbooks in pg_fence/molecule/shared
+# take all of these from the scenario's variables.
+_ROOT = re.compile(r"^\s*molecule_root:\s*(\S+)", re.MULTILINE)
+_PORT = re.compile(r"(?:\b\w*port:\s*\"?|127\.0\.0\.1:)(\d{4,5})\b")
+
+
+def test_scenarios_use_their_own_roots_and_ports() -> None:
+    """Concurrent scenarios must not share a root or a port (one would stop,
+    delete or talk to another's cluster)."""
+    owners: dict[str, set[str]] = {}
+    for role in _scenario_roles():
+        text = "\n".join(p.read_text() for p in sorted((ROLES / role / "molecule").rglob("*.yml")))
+        roots = set(_ROOT.findall(text))
+        assert roots, f"{role}: no molecule_root in its scenario"
+        for claim in roots | {f"port {p}" for p in _PORT.findall(text)}:
+            owners.setdefault(claim, set()).add(role)
+    shared = {claim: sorted(roles) for claim, roles in owners.items() if len(roles) > 1}
+    assert not shared, f"scenarios that would collide when run concurrently: {shared}"
 
 
 def _prerequisites() -> list[str]:
@@ -53,22 +93,74 @@ def _prerequisites() -> list[str]:
     return problems
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("role", _scenario_roles())
-def test_molecule_scenario_passes(role: str, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class ScenarioResult:
+    role: str
+    returncode: int | None  # None: killed after TIMEOUT_S
+    seconds: float
+    log: Path
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _run_scenario(role: str, workdir: Path) -> ScenarioResult:
+    home = workdir / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "ANSIBLE_HOME": str(workdir / "ansible"),
+           "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "PY_COLORS": "0",
+           **strategy_envvars(os.environ)}
+    log = workdir / "molecule.log"
+    start = time.monotonic()
+    with log.open("w") as out:
+        try:
+            rc: int | None = subprocess.run(
+                ["molecule", "-c", os.path.relpath(BASE_CONFIG, ROLES / role), "test"],
+                cwd=ROLES / role, env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, timeout=TIMEOUT_S, check=False).returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+    return ScenarioResult(role, rc, time.monotonic() - start, log)
+
+
+@dataclass
+class Scenarios:
+    problems: list[str]
+    futures: dict[str, Future[ScenarioResult]]
+
+    def result(self, role: str) -> ScenarioResult:
+        return self.futures[role].result()
+
+
+@pytest.fixture(scope="session")
+def molecule_scenarios(request: pytest.FixtureRequest,
+                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenarios]:
+    """Starts the scenarios of every selected test_molecule_scenario_passes (in
+    test order) and hands out their results. At the end of the session, queued
+    scenarios are cancelled (e.g. after -x) and running ones finish."""
     problems = _prerequisites()
     if problems:
-        pytest.fail("cannot run molecule: " + "; ".join(problems))
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "ANSIBLE_HOME": str(tmp_path / "ansible"),
-           "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "PY_COLORS": "0"}
-    log = tmp_path / "molecule.log"
-    with log.open("w") as out:
-        proc = subprocess.run(
-            ["molecule", "-c", os.path.relpath(BASE_CONFIG, ROLES / role), "test"],
-            cwd=ROLES / role, env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, timeout=TIMEOUT_S, check=False)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
-    assert proc.returncode == 0, (
-        f"molecule test failed for {role} (rc {proc.returncode}); log {log}:\n{tail}")
+        yield Scenarios(problems, {})
+        return
+    roles = [item.callspec.params["role"] for item in request.session.items
+             if getattr(item, "function", None) is test_molecule_scenario_passes]
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="molecule")
+    try:
+        yield Scenarios([], {
+            role: pool.submit(_run_scenario, role, tmp_path_factory.mktemp(f"molecule-{role}"))
+            for role in dict.fromkeys(roles)})
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", _scenario_roles())
+def test_molecule_scenario_passes(role: str, molecule_scenarios: Scenarios) -> None:
+    if molecule_scenarios.problems:
+        pytest.fail("cannot run molecule: " + "; ".join(molecule_scenarios.problems))
+    result = molecule_scenarios.result(role)
+    outcome = ("timed out" if result.returncode is None else f"rc {result.returncode}")
+    assert result.returncode == 0, (
+        f"molecule test failed for {role} ({outcome} after {result.seconds:.0f} s); "
+        f"log {result.log}:\n{result.tail()}")
+    print(f"{role}: molecule test passed in {result.seconds:.0f} s")
