@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import signal
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ BASE_ENVVARS: dict[str, str] = {
     "ANSIBLE_NOCOLOR": "1",
     "ANSIBLE_FORCE_COLOR": "0",
 }
+
+#: Environment variable that marks every process of one playbook run.
+RUN_TOKEN_ENV = "DRKIT_PLAYBOOK_RUN"
 
 #: Set to 0 to run playbooks with Ansible's own linear strategy instead of Mitogen's.
 MITOGEN_ENV = "DRKIT_ANSIBLE_MITOGEN"
@@ -237,6 +242,9 @@ def run_playbook(
         return True  # keep the event in the runner's artifacts
 
     _clean_env_files(private_data_dir)
+    # Every process of this run inherits the token, so none outlives it (below).
+    token = uuid.uuid4().hex
+    kwargs["envvars"][RUN_TOKEN_ENV] = token
     try:
         runner = ansible_runner.run(event_handler=handle, **kwargs)
         status, rc = runner.status, runner.rc
@@ -246,6 +254,7 @@ def run_playbook(
                             tail=[f"{type(exc).__name__}: {exc}"])
     finally:
         _clean_env_files(private_data_dir)
+        reap_leftovers(token)
 
     totals = {n: sum(h[n] for h in stats.values()) for n in ("ok", "changed", "failed",
                                                             "unreachable")}
@@ -272,6 +281,28 @@ def run_playbook(
         outputs={"stats": stats, "facts": facts}, changes=changes,
         log_path=log_path if log_path.exists() else artifact_dir, tail=tail,
     )
+
+
+def reap_leftovers(token: str) -> list[int]:
+    """SIGKILL every process that still carries this run's token; their pids.
+
+    A timed-out playbook is killed by process group, but Mitogen's connection
+    process runs in a session of its own and would otherwise live on (found
+    holding a `sleep` an hour and a half after its step timed out).
+    """
+    marker = f"{RUN_TOKEN_ENV}={token}".encode()
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            os.kill(int(proc.name), signal.SIGKILL)
+            killed.append(int(proc.name))
+        except (OSError, ValueError):
+            continue  # gone, or not ours to read
+    return killed
 
 
 def _read_stdout(runner: Any) -> list[str]:

@@ -287,6 +287,18 @@ def test_playbook_timeout_is_a_failed_result(tmp_path: Path):
                           timeout=2)
     assert not result.ok
     assert result.summary == "playbook: timed out after 2s"
+    # Nothing of the run is left behind (Mitogen's connection process has a session
+    # of its own, out of reach of the runner's process-group kill).
+    left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
+            and str(playbook).encode() in _cmdline(p)]
+    assert left == []
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_missing_playbook_is_a_failed_result_that_says_so(tmp_path: Path):
