@@ -173,6 +173,10 @@ class Canary:
             "started_at": started, "finished_at": None, "attempts": 0, "acks": 0,
             "failures": 0,
         }
+        # A run starts its own record: acks left by an earlier run in this directory
+        # would be counted as lost (its rows are in another run's table).
+        for name in (ACKS, FAILURES):
+            (c.out / name).unlink(missing_ok=True)
         atomic_write_json(c.out / RUN, meta)
         acks, fails = _Log(c.out / ACKS), _Log(c.out / FAILURES)
         interval = 1.0 / c.rate if c.rate > 0 else 0.0

@@ -165,3 +165,14 @@ def test_a_restart_shows_as_write_downtime_without_loss(postgres: TempPostgres,
     assert result["failed_attempts"] > 0
     assert result["failed_write_s"] >= 0.5
     assert result["longest_gap_s"] >= result["failure_windows"][0]["seconds"]
+
+
+def test_a_second_run_in_the_same_directory_reports_only_its_own_writes(
+        postgres: TempPostgres, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    canary.Canary(_config(postgres, out, rate=200, duration_s=0.3)).run()
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM drkit_canary")  # the first run's rows are gone
+    second = canary.Canary(_config(postgres, out, rate=200, duration_s=0.3)).run()
+    result = canary.report(out, postgres.dsn)
+    assert result["acknowledged"] == second["acks"] and result["lost"] == 0
