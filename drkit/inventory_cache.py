@@ -35,7 +35,7 @@ PLUGIN_NAMES = ("amazon.aws.aws_ec2", "aws_ec2")
 
 #: Lanes start playbooks from several threads; one check at a time.
 _LOCK = threading.Lock()
-_CLIENTS: dict[tuple[str, str | None], Any] = {}
+_CLIENTS: dict[tuple[str, str, str | None], Any] = {}
 
 
 def ec2_source(inventory: Path) -> dict[str, Any] | None:
@@ -80,7 +80,7 @@ def live_instances(env: Environment, config: dict[str, Any]) -> list[dict[str, A
     endpoint = (env.settings.get("aws") or {}).get("endpoint_url")
     found: list[dict[str, Any]] = []
     for region in config.get("regions") or []:
-        key = (region, endpoint)
+        key = (env.name, region, endpoint)
         if key not in _CLIENTS:
             from botocore.config import Config
 
