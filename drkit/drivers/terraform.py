@@ -98,11 +98,15 @@ def plan_args(
         args.append("-destroy")
     if not refresh:
         args.append("-refresh=false")
-    if vars_file:
-        args.append(f"-var-file={vars_file}")
+    return args + _input_args(vars_file, var_files, targets)
+
+
+def _input_args(vars_file: str | None, var_files: Iterable[str],
+                targets: Iterable[str]) -> list[str]:
+    """Variable files (drkit's first, so the step's own win) and targets."""
+    args = [f"-var-file={vars_file}"] if vars_file else []
     args += [f"-var-file={f}" for f in var_files]
-    args += [f"-target={t}" for t in targets]
-    return args
+    return args + [f"-target={t}" for t in targets]
 
 
 def apply_args(plan_file: str) -> list[str]:
@@ -122,11 +126,7 @@ def apply_now_args(
     args = ["apply", "-json", "-input=false", f"-lock-timeout={LOCK_TIMEOUT}", "-auto-approve"]
     if destroy:
         args.append("-destroy")
-    if vars_file:
-        args.append(f"-var-file={vars_file}")
-    args += [f"-var-file={f}" for f in var_files]
-    args += [f"-target={t}" for t in targets]
-    return args
+    return args + _input_args(vars_file, var_files, targets)
 
 
 def output_args() -> list[str]:
