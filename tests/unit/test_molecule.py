@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -112,14 +113,21 @@ def _run_scenario(role: str, workdir: Path) -> ScenarioResult:
            **strategy_envvars(os.environ)}
     log = workdir / "molecule.log"
     start = time.monotonic()
+    base = os.path.relpath(BASE_CONFIG, ROLES / role)
     with log.open("w") as out:
+        proc = subprocess.Popen(["molecule", "-c", base, "test"], cwd=ROLES / role, env=env,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            rc: int | None = subprocess.run(
-                ["molecule", "-c", os.path.relpath(BASE_CONFIG, ROLES / role), "test"],
-                cwd=ROLES / role, env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, timeout=TIMEOUT_S, check=False).returncode
+            rc: int | None = proc.wait(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
             rc = None
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            # The killed run never reached its destroy: what it built goes now.
+            subprocess.run(["molecule", "-c", base, "destroy"], cwd=ROLES / role, env=env,
+                           stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                           timeout=300, check=False)
     return ScenarioResult(role, rc, time.monotonic() - start, log)
 
 
