@@ -230,15 +230,25 @@ def root_routes() -> list[str]:
 # -- hosts --------------------------------------------------------------------------
 
 
+def mac_for(address: str) -> str:
+    """A locally administered unicast MAC for an IPv4 address: 02:d7:a.b.c.d in hex."""
+    octets = [int(part) for part in address.split(".")]
+    return ":".join(f"{b:02x}" for b in [0x02, 0xD7, *octets])
+
+
 def attach_host(ns: str, port: str, zone: str, address: str, prefix: int,
                 gateway: str, *, up: bool = True) -> None:
     """Plug host namespace ``ns`` into its zone's bridge.
 
     The veth is created inside the gateway; its far end moves into ``ns`` as
     ``eth0`` with the instance's address and a default route via the bridge's .1.
+    ``eth0``'s MAC follows from the address, as an ENI's stays with its instance:
+    a stopped and started host answers at the MAC its neighbours still cache
+    (a fresh MAC left the gateway sending to the old one for 20 s and more).
     """
     gw = paths.GATEWAY_NS
-    ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns, ns=gw)
+    ip("link", "add", port, "type", "veth", "peer", "name", "eth0",
+       "address", mac_for(address), "netns", ns, ns=gw)
     ip("link", "set", "dev", port, "master", paths.bridge_name(zone), ns=gw)
     ip("addr", "add", f"{address}/{prefix}", "dev", "eth0", ns=ns)
     set_link("eth0", up=True, ns=ns)

@@ -61,6 +61,9 @@ def test_instances_become_hosts_and_follow_their_lifecycle(lab_core, make_vpc):
     lab.wait_for("the started host", lambda: lab.view()[ids[0]]["ssh_ready"])
     back = _ssh(lab, lab.view()[ids[0]]["ip"], "cat /srv/marker && echo disk-kept")
     assert back.returncode == 0 and "disk-kept" in back.stdout
+    # Its neighbours' ARP caches stay right: the started host keeps its MAC.
+    link = netns.ip("link", "show", "eth0", ns=first["ns"]).stdout
+    assert netns.mac_for(first["ip"]) in link
 
     ec2.terminate_instances(InstanceIds=ids)
     lab.wait_for("terminated hosts and disks to go", lambda: not any(
