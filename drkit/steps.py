@@ -92,10 +92,12 @@ def _terraform(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
               "targets": spec.get("targets") or [], "destroy": spec.get("action") == "destroy"}
     if ctx.dry_run or spec.get("action") == "plan":
         plan_file = ctx.run_dir / "terraform" / step.id / "tfplan"
-        plan = tf.plan(plan_file=plan_file, timeout=rt.timeout_s, **inputs)
+        plan = tf.ensure_init(lambda: tf.plan(plan_file=plan_file, timeout=rt.timeout_s, **inputs),
+                              backend, timeout=rt.timeout_s)
         plan_file.unlink(missing_ok=True)  # a saved plan may hold variable values
         return _from_driver(plan)
-    return _from_driver(tf.apply_now(timeout=rt.timeout_s, **inputs))
+    return _from_driver(tf.ensure_init(lambda: tf.apply_now(timeout=rt.timeout_s, **inputs),
+                                       backend, timeout=rt.timeout_s))
 
 
 def _ansible(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:

@@ -152,7 +152,8 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
                    env=aws_env(backend.get("region", "us-west-2")), cli_config=cli_config)
     # apply_now: one process refreshes, plans and applies (the provider starts once).
     for step, run in (("init", lambda: tf.init(backend_config=backend)),
-                      ("apply", lambda: tf.apply_now(vars=vars))):
+                      ("apply", lambda: tf.ensure_init(lambda: tf.apply_now(vars=vars),
+                                                       backend))):
         result = run()
         progress(f"  terraform {result.summary}")
         if not result.ok:

@@ -315,3 +315,25 @@ def test_broken_playbook_yaml_is_reported_with_its_location(tmp_path: Path):
     assert not result.ok
     assert result.summary.startswith("playbook failed (rc=4)")
     assert any(str(playbook) in line for line in result.tail)
+
+
+def test_init_is_reused_until_an_input_changes_and_a_stale_data_dir_heals(tmp_path: Path):
+    module = _module(tmp_path)
+    tf = _terraform(tmp_path, module)
+    assert tf.init().summary == "init: ok"
+    assert tf.init().summary == "init: up to date (reused)"
+
+    # A module block added: the root module's files changed, so init runs again.
+    (module / "child").mkdir()
+    (module / "child" / "main.tf").write_text('output "ok" { value = true }\n')
+    (module / "child.tf").write_text('module "child" {\n  source = "./child"\n}\n')
+    assert tf.init().summary == "init: ok"
+
+    # The data dir lost its modules behind drkit's back: the reused init is not
+    # enough, terraform asks for one, and ensure_init runs it and applies.
+    shutil.rmtree(tmp_path / "data" / "modules")
+    assert tf.init().summary == "init: up to date (reused)"
+    out_dir = tmp_path / "out"
+    applied = tf.ensure_init(lambda: tf.apply_now(vars={"out_dir": str(out_dir)}))
+    assert applied.ok, applied.tail
+    assert (out_dir / "terraform.txt").exists()
