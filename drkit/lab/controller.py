@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,11 @@ BACKEND_FILE = "backend.lab.hcl"
 INVENTORY_DIR = "inventory/lab"
 SITE_PLAYBOOK = "playbooks/site.yml"
 RESET_PLAYBOOK = "playbooks/reset.yml"
+#: Run by ``reset`` alongside RESET_PLAYBOOK: DNS records and the app.
+RESET_SERVICE_PLAYBOOK = "playbooks/reset-service.yml"
+#: The Auto Scaling groups' capacities after the last Terraform apply without
+#: overrides (``{"region/group": [min, max, desired]}``), in the lab directory.
+BASELINE_CAPACITY = "baseline-capacity.json"
 DNS_ZONE = "lab.internal"
 
 #: Extra status probes (e.g. PostgreSQL roles and lag), registered by their owners:
@@ -160,7 +166,34 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
             raise LabError(f"terraform {step} of {TERRAFORM_DIR} failed: "
                            + " | ".join(result.tail[-5:]),
                            hint=f"see {result.log_path}; then `lab down`, fix, `lab up`")
+    if not vars:
+        atomic_write_json(lab.root / BASELINE_CAPACITY,
+                          asg_capacities(lab_regions(project_root)))
     return result.outputs
+
+
+def asg_capacities(regions: list[str]) -> dict[str, list[int]]:
+    """``{"region/group": [min, max, desired]}`` for every Auto Scaling group."""
+    out: dict[str, list[int]] = {}
+    for region in regions:
+        pages = control_plane.client("autoscaling", region).get_paginator(
+            "describe_auto_scaling_groups").paginate()
+        for page in pages:
+            for g in page["AutoScalingGroups"]:
+                out[f"{region}/{g['AutoScalingGroupName']}"] = [
+                    g["MinSize"], g["MaxSize"], g["DesiredCapacity"]]
+    return out
+
+
+def at_baseline_capacity(project_root: Path, lab: paths.LabPaths) -> bool:
+    """True when every Auto Scaling group has the capacities the last Terraform
+    apply without overrides gave it (a failover's scale-up changes them; a region
+    outage or a node kill does not)."""
+    try:
+        baseline = json.loads((lab.root / BASELINE_CAPACITY).read_text())
+    except (OSError, ValueError):
+        return False
+    return baseline == asg_capacities(lab_regions(project_root))
 
 
 def start_stopped_instances(regions: list[str]) -> list[str]:
@@ -213,12 +246,33 @@ def run_site(project_root: Path, lab: paths.LabPaths, progress: Progress,
     env = {**aws_env(), "ANSIBLE_HOST_KEY_CHECKING": "False",
            "ANSIBLE_PRIVATE_KEY_FILE": str(lab.ssh_key), "DRKIT_LAB_DIR": str(lab.root)}
     result = run_playbook(project_root / playbook, inventory=project_root / INVENTORY_DIR,
-                          private_data_dir=lab.root / "ansible", env=env)
-    progress(f"  {result.summary}")
+                          private_data_dir=lab.root / "ansible" / Path(playbook).stem, env=env)
+    progress(f"  {Path(playbook).stem}: {result.summary}")
     if not result.ok:
         raise LabError(f"{playbook} failed: " + " | ".join(result.tail[-5:]),
                        hint=f"see {result.log_path}")
     return result.outputs
+
+
+def run_side_by_side(project_root: Path, lab: paths.LabPaths, progress: Progress,
+                     playbooks: list[str]) -> None:
+    """Run independent playbooks at the same time; raise the first failure once all
+    have ended."""
+    errors: list[BaseException] = []
+
+    def one(playbook: str) -> None:
+        try:
+            run_site(project_root, lab, progress, playbook)
+        except BaseException as exc:  # reported below, after every playbook ended
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(p,), name=Path(p).stem) for p in playbooks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 # -- public entry points ---------------------------------------------------------------
@@ -361,9 +415,11 @@ def status(project_root: Path) -> dict[str, Any]:
 
 def reset(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
     """Return a used lab to the baseline without rebuilding it: undo chaos, re-apply
-    Terraform without overrides (capacities at defaults), wait for hosts, then the
-    reset playbook (database roles and DNS back to baseline; site playbook if the
-    project has no reset playbook)."""
+    Terraform without overrides when an Auto Scaling group is off its baseline
+    (a failover's scale-up; `lab up` re-applies everything), wait for hosts, then
+    the reset playbooks side by side: the database (roles back to baseline) and
+    the service (DNS records, the app); the site playbook if the project has no
+    reset playbook."""
     project_root = Path(project_root).resolve()
     lab = paths.LabPaths.for_project(project_root)
     if not netns.gateway_exists():
@@ -375,16 +431,28 @@ def reset(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
             progress("  " + line)
         for line in start_stopped_instances(lab_regions(project_root)):
             progress("  " + line)
+    terraform = "absent"
     if (project_root / TERRAFORM_DIR / "main.tf").exists():
         with timer.phase("terraform"):
-            apply_estate(project_root, lab, progress)
+            if at_baseline_capacity(project_root, lab):
+                terraform = "not needed"
+                progress("  terraform: not needed, every Auto Scaling group is at its baseline")
+            else:
+                terraform = "applied"
+                apply_estate(project_root, lab, progress)
         with timer.phase("hosts"):
             wait_hosts_ready(lab, expect_at_least=max(1, desired_instances(
                 lab_regions(project_root))))
-    playbook = RESET_PLAYBOOK if (project_root / RESET_PLAYBOOK).exists() else SITE_PLAYBOOK
-    if (project_root / playbook).exists():
-        with timer.phase(Path(playbook).stem + " playbook"):
-            run_site(project_root, lab, progress, playbook)
+    if (project_root / RESET_PLAYBOOK).exists():
+        # The database and the service (DNS, app) converge side by side; the app
+        # waits, retrying /health, for the database it needs.
+        playbooks = [p for p in (RESET_PLAYBOOK, RESET_SERVICE_PLAYBOOK)
+                     if (project_root / p).exists()]
+        with timer.phase("reset playbooks"):
+            run_side_by_side(project_root, lab, progress, playbooks)
+    elif (project_root / SITE_PLAYBOOK).exists():
+        with timer.phase("site playbook"):
+            run_site(project_root, lab, progress)
     total = round(time.monotonic() - t0, 3)
     progress(f"lab reset in {total:.1f} s")
-    return {"phases": timer.phases, "total_s": total}
+    return {"phases": timer.phases, "total_s": total, "terraform": terraform}

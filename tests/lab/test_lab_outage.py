@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from drkit.lab import chaos, netns
+from drkit.lab import chaos, controller, netns
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -104,3 +104,26 @@ def test_region_outage_disconnects_the_eu_west_replica_and_restore_resumes_it(
     _wait("the row written after restore on the eu-west replica",
           lambda: _has(lab, west, note), timeout=60)
     assert _receiver_status(lab, west) == "streaming"
+
+
+def test_a_reset_after_a_region_outage_keeps_the_database_nodes(lab_estate, database):
+    """Nothing but the network changed: the reset applies no Terraform and neither
+    re-clones nor restarts a node; the replicas stream from the primary again."""
+    lab = lab_estate
+    primary, replicas = database
+    nodes = [primary, *replicas.values()]
+    started = {h["ip"]: lab.psql(h["ip"], "SELECT pg_postmaster_start_time()") for h in nodes}
+    chaos.region_outage(lab.paths, "us-east")
+    try:
+        result = controller.reset(lab.project_root)
+    finally:
+        chaos.restore(lab.paths, region="us-east")  # a no-op after the reset's own
+
+    assert result["terraform"] == "not needed"
+    assert {h["ip"]: lab.psql(h["ip"], "SELECT pg_postmaster_start_time()")
+            for h in nodes} == started
+    for host in replicas.values():
+        assert _receiver_status(lab, host) == "streaming"
+    note = _write(lab, primary)
+    for region, host in replicas.items():
+        _wait(f"the row on the {region} replica", lambda h=host: _has(lab, h, note), timeout=30)
