@@ -28,7 +28,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -478,11 +478,21 @@ class Terraform:
         argv = command_line(str(self.module_dir), args, binary=self.binary)
         log_path = self.log_dir / f"{command}.jsonl"
         run.log_path = log_path if log_text else None
+        # A logged command writes to a file that drkit follows, not to a pipe: if
+        # drkit dies (kill -9, a dropped bastion session), terraform is in its own
+        # session and finishes, and releases the state lock, instead of dying on a
+        # broken pipe half-way through an apply with the lock held. The resumed
+        # step waits for that lock (-lock-timeout). Commands whose output may hold
+        # secrets (output, show) are not logged: they use a pipe.
+        raw_path = log_path.with_suffix(".out")
         try:
-            proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.environment(), text=True, bufsize=1, start_new_session=True,
-            )
+            with contextlib.ExitStack() as files:
+                out = (files.enter_context(open(raw_path, "w", encoding="utf-8")) if log_text
+                       else subprocess.PIPE)
+                proc = subprocess.Popen(
+                    argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=self.environment(), text=True, bufsize=1, start_new_session=True,
+                )
         except OSError as exc:
             run.rc = 127
             run.errors.append(f"could not start {argv[0]}: {exc}")
@@ -491,13 +501,18 @@ class Terraform:
         if timeout is not None:
             watchdog = threading.Thread(target=_watch, args=(proc, timeout, run), daemon=True)
             watchdog.start()
-        # Commands whose output may hold secrets (output, show) are not logged.
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(open(log_path, "a", encoding="utf-8")) if log_text else None
-            assert proc.stdout is not None
-            for line in proc.stdout:
+            if log_text:
+                lines: Iterable[str] = _follow(raw_path, proc)
+            else:
+                assert proc.stdout is not None
+                lines = proc.stdout
+            for line in lines:
                 self._handle_line(line, run, log, stream_json=stream_json)
         run.rc = proc.wait()
+        if log_text:
+            raw_path.unlink(missing_ok=True)  # its lines are in the .jsonl log
         if watchdog is not None:
             watchdog.join()
         return run
@@ -589,6 +604,27 @@ def _render_diagnostic(diag: Mapping[str, Any]) -> str:
 
 def _strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
+
+
+def _follow(path: Path, proc: subprocess.Popen, poll_s: float = 0.05) -> Iterator[str]:
+    """The lines ``proc`` writes to ``path``, as they come, until it has exited and
+    everything it wrote was read (a last line without a newline included)."""
+    pending = ""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        while True:
+            exited = proc.poll() is not None  # before reading: nothing written after is lost
+            chunk = fh.read()
+            if chunk:
+                pending += chunk
+                *complete, pending = pending.split("\n")
+                for line in complete:
+                    yield line + "\n"
+            elif exited:
+                if pending:
+                    yield pending
+                return
+            else:
+                time.sleep(poll_s)
 
 
 def _watch(proc: subprocess.Popen, timeout: float, run: _Run) -> None:

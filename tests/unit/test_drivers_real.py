@@ -5,7 +5,12 @@ Each test works on copies under tmp_path, so nothing lands in the repository.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +21,8 @@ from drkit.drivers.tfconfig import find_provider_mirror, write_cli_config
 
 pytestmark = pytest.mark.slow
 
-DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "examples" / "demo"
 INVENTORY = DEMO / "inventory" / "hosts.yml"
 
 
@@ -337,3 +343,44 @@ def test_init_is_reused_until_an_input_changes_and_a_stale_data_dir_heals(tmp_pa
     applied = tf.ensure_init(lambda: tf.apply_now(vars={"out_dir": str(out_dir)}))
     assert applied.ok, applied.tail
     assert (out_dir / "terraform.txt").exists()
+
+
+SLOW_TF = """
+variable "out_dir" { type = string }
+resource "terraform_data" "slow" {
+  provisioner "local-exec" {
+    command = "sleep 3; echo applied > ${var.out_dir}/finished"
+  }
+}
+"""
+
+
+def test_an_apply_outlives_a_killed_drkit_and_releases_the_state_lock(tmp_path: Path):
+    """kill -9 of drkit mid-apply: terraform (its own session, writing to a file,
+    not a pipe) finishes the apply and unlocks the state for the resumed run."""
+    module = _module(tmp_path, SLOW_TF)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    driver = (f"import sys; from pathlib import Path; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from tests.unit.test_drivers_real import _terraform\n"
+              f"tf = _terraform(Path({str(tmp_path)!r}), Path({str(module)!r}))\n"
+              "assert tf.init().ok\n"
+              f"tf.apply_now(vars={{'out_dir': {str(out_dir)!r}}})\n")
+    drkit = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True)
+    log = tmp_path / "logs" / "apply.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and '"apply_start"' in log.read_text()):
+            assert drkit.poll() is None and time.monotonic() < deadline, "no apply started"
+            time.sleep(0.05)
+    finally:
+        os.killpg(drkit.pid, signal.SIGKILL)
+        drkit.wait()
+
+    deadline = time.monotonic() + 60
+    while not (out_dir / "finished").exists() or (module / ".terraform.tfstate.lock.info").exists():
+        assert time.monotonic() < deadline, "the orphaned apply did not finish and unlock"
+        time.sleep(0.1)
+    tf = _terraform(tmp_path, module)
+    again = tf.apply_now(vars={"out_dir": str(out_dir)})
+    assert again.ok and again.summary == "apply: 0 added, 0 changed, 0 destroyed", again.tail
