@@ -154,6 +154,9 @@ def assert_baseline(lab) -> None:
     topo = topology()
     assert topo["primary_region"] == "us-east", topo
     assert db_answer() == [topo["primary_host"]]
+    # The estate's synchronous region: a failback waits for it again (the
+    # promotion starts asynchronous, the repoint restores it).
+    assert topo["nodes"]["us-east"]["synchronous_standby_names"] == "eu_west", topo["nodes"]
 
 
 def ip_of(lab, region: str) -> str:
