@@ -213,13 +213,7 @@ def start_stopped_instances(regions: list[str]) -> list[str]:
 
 def desired_instances(regions: list[str]) -> int:
     """How many instances the Auto Scaling groups in the lab regions want in total."""
-    total = 0
-    for region in regions:
-        pages = control_plane.client("autoscaling", region).get_paginator(
-            "describe_auto_scaling_groups").paginate()
-        total += sum(g["DesiredCapacity"] for page in pages
-                     for g in page["AutoScalingGroups"])
-    return total
+    return sum(desired for _min, _max, desired in asg_capacities(regions).values())
 
 
 def wait_hosts_ready(lab: paths.LabPaths, *, timeout: float = 90.0,
