@@ -58,11 +58,15 @@ def test_every_role_has_a_molecule_scenario() -> None:
 
 
 # What a scenario claims for itself: its temporary root and the loopback ports its
-# clusters, moto and resolver listen on ("postgresql_common_port: 55611",
-# "http://127.0.0.1:55657"). The shared playbooks in pg_fence/molecule/shared
+# clusters, moto and resolver listen on ("postgresql_common_port: 25611",
+# "http://127.0.0.1:25657"). The shared playbooks in pg_fence/molecule/shared
 # take all of these from the scenario's variables.
 _ROOT = re.compile(r"^\s*molecule_root:\s*(\S+)", re.MULTILINE)
 _PORT = re.compile(r"(?:\b\w*port:\s*\"?|127\.0\.0\.1:)(\d{4,5})\b")
+
+
+def _scenario_text(role: str) -> str:
+    return "\n".join(p.read_text() for p in sorted((ROLES / role / "molecule").rglob("*.yml")))
 
 
 def test_scenarios_use_their_own_roots_and_ports() -> None:
@@ -70,13 +74,31 @@ def test_scenarios_use_their_own_roots_and_ports() -> None:
     delete or talk to another's cluster)."""
     owners: dict[str, set[str]] = {}
     for role in _scenario_roles():
-        text = "\n".join(p.read_text() for p in sorted((ROLES / role / "molecule").rglob("*.yml")))
+        text = _scenario_text(role)
         roots = set(_ROOT.findall(text))
         assert roots, f"{role}: no molecule_root in its scenario"
         for claim in roots | {f"port {p}" for p in _PORT.findall(text)}:
             owners.setdefault(claim, set()).add(role)
     shared = {claim: sorted(roles) for claim, roles in owners.items() if len(roles) > 1}
     assert not shared, f"scenarios that would collide when run concurrently: {shared}"
+
+
+def _ephemeral_ports() -> range:
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return range(int(low), int(high) + 1)
+
+
+def test_scenario_ports_are_outside_the_ephemeral_range() -> None:
+    """A listener on an ephemeral port fails to bind, now and then, when a client
+    connection (Ansible, moto's HTTP, psycopg) was given that port as its source
+    port (EADDRINUSE; PostgreSQL refused to start, the resolver never answered)."""
+    ephemeral = _ephemeral_ports()
+    claimed = {role: {int(p) for p in _PORT.findall(_scenario_text(role))}
+               for role in _scenario_roles()}
+    inside = {role: sorted(p for p in ports if p in ephemeral)
+              for role, ports in claimed.items() if any(p in ephemeral for p in ports)}
+    assert not inside, (f"ports inside the ephemeral range {ephemeral.start}-{ephemeral.stop - 1}: "
+                        f"{inside}; use ports below it")
 
 
 def _prerequisites() -> list[str]:
@@ -94,6 +116,11 @@ def _prerequisites() -> list[str]:
     return problems
 
 
+#: Where ansible reports a failed task ("fatal: [instance]: FAILED! => ...",
+#: "failed: [instance] (item=...)").
+_FAILURE = re.compile(r"^(fatal|failed): \[")
+
+
 @dataclass(frozen=True)
 class ScenarioResult:
     role: str
@@ -102,7 +129,15 @@ class ScenarioResult:
     log: Path
 
     def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        """The log's failures (each task that failed, with its message) and then
+        its last lines: the recap at the end alone does not say what failed."""
+        text = self.log.read_text(errors="replace").splitlines()
+        failures = [i for i, line in enumerate(text) if _FAILURE.match(line)]
+        shown: list[str] = []
+        for i in failures[:5]:
+            start = next((j for j in range(i, -1, -1) if text[j].startswith("TASK [")), i)
+            shown += text[start:i + 20] + ["..."]
+        return "\n".join(shown + text[-lines:])
 
 
 def _run_scenario(role: str, workdir: Path) -> ScenarioResult:
