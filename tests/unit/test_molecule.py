@@ -136,7 +136,7 @@ class ScenarioResult:
         shown: list[str] = []
         for i in failures[:5]:
             start = next((j for j in range(i, -1, -1) if text[j].startswith("TASK [")), i)
-            shown += text[start:i + 20] + ["..."]
+            shown += [*text[start:i + 20], "..."]
         return "\n".join(shown + text[-lines:])
 
 
