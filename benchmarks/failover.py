@@ -13,7 +13,7 @@ followed by a failback, so the lab ends where it started. Rows:
                 invoke failover --region eu-west --mode unplanned (target: <= 60 s end to end)
     failback    restore, then invoke failback --region us-east
 
-Exit code 1 when a target is missed or a run failed.
+Exit code 1 when a target is missed or a run failed, 2 when the lab is not up.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from drkit.journal import read_events  # noqa: E402
-from drkit.lab import chaos, database, paths  # noqa: E402
+from drkit.lab import chaos, database, netns, paths  # noqa: E402
 from drkit.lab.canary import Canary  # noqa: E402
 
 TARGETS = {"planned": {"wall_s": 45.0, "write_downtime_s": 10.0},
@@ -95,6 +95,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".drkit" / "bench"
                         / "failover.json")
     args = parser.parse_args()
+    if not netns.gateway_exists():
+        print("failover.py: the lab is not up; run `drkit lab.up` first", file=sys.stderr)
+        return 2
     work = args.out.parent / "failover-canary"
     work.mkdir(parents=True, exist_ok=True)
     lab = paths.LabPaths.for_project(PROJECT_ROOT)
