@@ -89,14 +89,15 @@ def _ephemeral_ports() -> range:
 
 
 def test_scenario_ports_are_outside_the_ephemeral_range() -> None:
-    """A listener on an ephemeral port fails to bind, now and then, when a client
-    connection (Ansible, moto's HTTP, psycopg) was given that port as its source
-    port (EADDRINUSE; PostgreSQL refused to start, the resolver never answered)."""
+    """A listener cannot bind an ephemeral port that a client socket (Ansible,
+    moto's HTTP, psycopg), open or in TIME_WAIT, holds as its source port:
+    EADDRINUSE even with SO_REUSEADDR, so a cluster or a helper would fail to
+    start now and then."""
     ephemeral = _ephemeral_ports()
-    claimed = {role: {int(p) for p in _PORT.findall(_scenario_text(role))}
-               for role in _scenario_roles()}
-    inside = {role: sorted(p for p in ports if p in ephemeral)
-              for role, ports in claimed.items() if any(p in ephemeral for p in ports)}
+    inside = {role: sorted({int(p) for p in _PORT.findall(_scenario_text(role))
+                            if int(p) in ephemeral})
+              for role in _scenario_roles()}
+    inside = {role: ports for role, ports in inside.items() if ports}
     assert not inside, (f"ports inside the ephemeral range {ephemeral.start}-{ephemeral.stop - 1}: "
                         f"{inside}; use ports below it")
 
