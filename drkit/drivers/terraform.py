@@ -26,6 +26,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from drkit.drivers.result import DriverResult, last_lines
-from drkit.fsutil import atomic_write_text
+from drkit.fsutil import atomic_write_json, atomic_write_text
 
 LOCK_TIMEOUT = "60s"
 
@@ -47,6 +48,12 @@ FORWARDED_TYPES = frozenset({
 _TAIL_TYPES = frozenset({"provision_progress", "provision_errored", "apply_errored"})
 
 SENSITIVE = "<sensitive>"
+
+#: File in the data dir naming the terraform process running on it (pid, start).
+RUNNING_FILE = "drkit-running.json"
+
+#: Seconds between looks at a terraform left running by an interrupted run.
+_SURVIVOR_POLL_S = 0.5
 
 #: File in the data dir naming the inputs of its last successful init (a hash).
 INIT_STAMP = "drkit-init.sha256"
@@ -484,26 +491,42 @@ class Terraform:
         # broken pipe half-way through an apply with the lock held. The resumed
         # step waits for that lock (-lock-timeout). Commands whose output may hold
         # secrets (output, show) are not logged: they use a pipe.
-        raw_path = log_path.with_suffix(".out")
+        # That survivor may still run when the step is resumed (or another run
+        # starts): wait for it rather than start a second terraform on the same
+        # data dir and state. Each process writes its own raw file, kept when
+        # drkit dies, so a survivor's output is never mixed into, or deleted
+        # with, a later attempt's.
+        if not self._wait_for_survivor(command, timeout, run):
+            return run
+        raw_path = None
         try:
             with contextlib.ExitStack() as files:
-                out = (files.enter_context(open(raw_path, "w", encoding="utf-8")) if log_text
-                       else subprocess.PIPE)
+                out: Any = subprocess.PIPE
+                if log_text:
+                    fd, tmp = tempfile.mkstemp(prefix=f"{command}.", suffix=".out",
+                                               dir=self.log_dir)
+                    out = files.enter_context(os.fdopen(fd, "w", encoding="utf-8"))
+                    raw_path = Path(tmp)
                 proc = subprocess.Popen(
                     argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     env=self.environment(), text=True, bufsize=1, start_new_session=True,
                 )
         except OSError as exc:
+            if raw_path is not None:
+                raw_path.unlink(missing_ok=True)
             run.rc = 127
             run.errors.append(f"could not start {argv[0]}: {exc}")
             return run
+        if raw_path is not None:
+            raw_path = raw_path.rename(self.log_dir / f"{command}.{proc.pid}.out")
+            self._mark_running(command, proc.pid, raw_path)
         watchdog = None
         if timeout is not None:
             watchdog = threading.Thread(target=_watch, args=(proc, timeout, run), daemon=True)
             watchdog.start()
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(open(log_path, "a", encoding="utf-8")) if log_text else None
-            if log_text:
+            if raw_path is not None:
                 lines: Iterable[str] = _follow(raw_path, proc)
             else:
                 assert proc.stdout is not None
@@ -511,11 +534,60 @@ class Terraform:
             for line in lines:
                 self._handle_line(line, run, log, stream_json=stream_json)
         run.rc = proc.wait()
-        if log_text:
+        if raw_path is not None:
             raw_path.unlink(missing_ok=True)  # its lines are in the .jsonl log
+            self._clear_running(proc.pid)
         if watchdog is not None:
             watchdog.join()
         return run
+
+    # -- a terraform that outlived the drkit that started it --
+
+    @property
+    def _running_path(self) -> Path:
+        return self.data_dir / RUNNING_FILE
+
+    def _mark_running(self, command: str, pid: int, raw_path: Path) -> None:
+        atomic_write_json(self._running_path, {
+            "pid": pid, "started": _process_start(pid), "command": command,
+            "output": str(raw_path), "drkit_pid": os.getpid(),
+            "drkit_started": _process_start(os.getpid())})
+
+    def _clear_running(self, pid: int) -> None:
+        marker = _read_json(self._running_path)
+        if marker is not None and marker.get("pid") == pid:
+            self._running_path.unlink(missing_ok=True)
+
+    def _wait_for_survivor(self, command: str, timeout: float | None, run: _Run) -> bool:
+        """Wait for a terraform that an earlier, killed drkit left running on this
+        data dir; False (with the error in ``run``) when it is still running after
+        ``timeout`` seconds."""
+        marker = _read_json(self._running_path)
+        if marker is None:
+            return True
+        pid, started = marker.get("pid"), marker.get("started")
+        if not isinstance(pid, int) or started is None or _process_start(pid) != started:
+            self._running_path.unlink(missing_ok=True)  # it has exited
+            return True
+        owner_alive = (isinstance(marker.get("drkit_pid"), int)
+                       and _process_start(marker["drkit_pid"]) == marker.get("drkit_started"))
+        what = (f"terraform {marker.get('command', '?')} (pid {pid}), "
+                + ("started by another step" if owner_alive
+                   else "left running by an interrupted run,"))
+        if self.on_event is not None:
+            self.on_event({"type": "drkit_wait", "@message": f"waiting for {what} to finish"})
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _process_start(pid) == started:
+            if deadline is not None and time.monotonic() >= deadline:
+                run.rc = 1
+                run.errors.append(
+                    f"{what} is still running after "
+                    f"{timeout:g}s (its output: {marker.get('output')}); let it finish or "
+                    f"stop it with `kill -TERM {pid}`, then run {command} again")
+                return False
+            time.sleep(_SURVIVOR_POLL_S)
+        self._running_path.unlink(missing_ok=True)
+        return True
 
     def _handle_line(self, line: str, run: _Run, log: TextIO | None, *,
                      stream_json: bool) -> None:
@@ -600,6 +672,30 @@ def _render_diagnostic(diag: Mapping[str, Any]) -> str:
     if detail:
         text += "\n" + detail
     return text
+
+
+def _read_json(path: Path) -> dict | None:
+    text = _read(path)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), None when it is gone;
+    a pid reused by another process reads as a different start."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # exited, not yet reaped by its parent
+        return None
+    return int(fields[19])
 
 
 def _strip_ansi(text: str) -> str:

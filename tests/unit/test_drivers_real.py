@@ -355,9 +355,10 @@ resource "terraform_data" "slow" {
 """
 
 
-def test_an_apply_outlives_a_killed_drkit_and_releases_the_state_lock(tmp_path: Path):
+def test_an_apply_outlives_a_killed_drkit_and_the_resumed_apply_waits_for_it(tmp_path: Path):
     """kill -9 of drkit mid-apply: terraform (its own session, writing to a file,
-    not a pipe) finishes the apply and unlocks the state for the resumed run."""
+    not a pipe) finishes the apply and unlocks the state; the resumed apply waits
+    for it instead of racing it for the lock, and its output is kept apart."""
     module = _module(tmp_path, SLOW_TF)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -376,11 +377,36 @@ def test_an_apply_outlives_a_killed_drkit_and_releases_the_state_lock(tmp_path: 
     finally:
         os.killpg(drkit.pid, signal.SIGKILL)
         drkit.wait()
+    assert not (out_dir / "finished").exists()  # the survivor is still applying
 
-    deadline = time.monotonic() + 60
-    while not (out_dir / "finished").exists() or (module / ".terraform.tfstate.lock.info").exists():
-        assert time.monotonic() < deadline, "the orphaned apply did not finish and unlock"
-        time.sleep(0.1)
-    tf = _terraform(tmp_path, module)
-    again = tf.apply_now(vars={"out_dir": str(out_dir)})
+    events: list[dict] = []
+    again = _terraform(tmp_path, module, events).apply_now(vars={"out_dir": str(out_dir)})
+
+    assert [e["@message"] for e in events if e["type"] == "drkit_wait"] == [
+        "waiting for terraform apply (pid {}), left running by an interrupted run, to finish"
+        .format(*[p.name.split(".")[1] for p in (tmp_path / "logs").glob("apply.*.out")])]
+    assert (out_dir / "finished").read_text() == "applied\n"
+    assert not (module / ".terraform.tfstate.lock.info").exists()
     assert again.ok and again.summary == "apply: 0 added, 0 changed, 0 destroyed", again.tail
+    # The survivor's own output stays for the post-mortem, whole and apart.
+    [kept] = (tmp_path / "logs").glob("apply.*.out")
+    assert '"type":"apply_complete"' in kept.read_text()
+    assert not (tmp_path / "data" / "drkit-running.json").exists()
+
+
+def test_a_survivor_that_outlasts_the_timeout_fails_the_command_and_says_how_to_stop_it(
+        tmp_path: Path):
+    module = _module(tmp_path, SLOW_TF)
+    tf = _terraform(tmp_path, module)
+    (tmp_path / "data").mkdir()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        tf._mark_running("apply", sleeper.pid, tmp_path / "logs" / f"apply.{sleeper.pid}.out")
+        result = tf.apply_now(vars={"out_dir": str(tmp_path)}, timeout=1)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    assert not result.ok
+    assert f"stop it with `kill -TERM {sleeper.pid}`" in result.summary + "\n".join(result.tail)
+    assert not (tmp_path / "out").exists()
