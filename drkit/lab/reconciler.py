@@ -25,9 +25,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from drkit.errors import LabError
 from drkit.fsutil import atomic_write_json
@@ -39,6 +42,9 @@ log = logging.getLogger("drkit.lab.reconciler")
 NAME = "reconciler"
 GONE_STATES = {"terminated", "shutting-down"}
 DOWN_STATES = {"stopped", "stopping"}
+#: What a pass asks EC2 for after the first: every state but terminated.
+LIVE_FILTER = [{"Name": "instance-state-name",
+                "Values": ["pending", "running", "shutting-down", "stopping", "stopped"]}]
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,9 @@ class Observer:
         self._ec2 = {r: client("ec2", r, endpoint_url) for r in regions}
         self._subnets: dict[str, dict[str, Any]] = {}
         self._vpcs: dict[str, dict[str, Any]] = {}
+        self._first = True  # the first pass lists every instance, terminated ones too
+        self._live: dict[str, Instance] = {}  # listed by the last pass, not terminated
+        self._ended: dict[str, Instance] = {}  # terminated: EC2 never changes them again
 
     def _subnet(self, region: str, subnet_id: str) -> dict[str, Any]:
         if subnet_id not in self._subnets:
@@ -84,16 +93,39 @@ class Observer:
         return self._subnets[subnet_id]
 
     def instances(self) -> dict[str, Instance]:
-        """Every instance in every lab region; raises if any region did not answer."""
+        """Every instance in every lab region; raises if any region did not answer.
+
+        Terminated instances stay listed by EC2 and pile up with every scale-down;
+        serialising them is most of what each pass costs the control plane. So
+        after a first full listing a pass asks for the live ones only, looks up by
+        id those that left the live list (terminated, or gone), and remembers the
+        terminated ones: that state is final."""
         found: dict[str, Instance] = {}
         for region in self.regions:
-            pages = self._ec2[region].get_paginator("describe_instances").paginate()
-            for page in pages:
-                for reservation in page["Reservations"]:
-                    for raw in reservation["Instances"]:
-                        inst = self._instance(region, raw)
-                        found[inst.instance_id] = inst
-        return found
+            for raw in self._describe(region, Filters=[] if self._first else LIVE_FILTER):
+                inst = self._instance(region, raw)
+                found[inst.instance_id] = inst
+        left = {iid: inst for iid, inst in self._live.items()
+                if iid not in found and iid not in self._ended}
+        for iid, inst in left.items():  # a few per scale-down, none in most passes
+            try:
+                for raw in self._describe(inst.region, InstanceIds=[iid]):
+                    found[iid] = self._instance(inst.region, raw)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
+                    raise
+        for iid, inst in found.items():
+            if inst.state == "terminated":
+                self._ended[iid] = inst
+        self._live = {iid: inst for iid, inst in found.items() if iid not in self._ended}
+        self._first = False
+        return {**self._ended, **found}
+
+    def _describe(self, region: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        pages = self._ec2[region].get_paginator("describe_instances").paginate(**kwargs)
+        for page in pages:
+            for reservation in page["Reservations"]:
+                yield from reservation["Instances"]
 
     def _instance(self, region: str, raw: dict[str, Any]) -> Instance:
         iid, state = raw["InstanceId"], raw["State"]["Name"]
