@@ -251,58 +251,58 @@ def _started_after(run_id: str, step: str, since: int) -> bool:
                for e in journal(run_id)[since:])
 
 
-def _kill_when_started(args: list[str], step: str, run_id: str) -> None:
-    """Resume ``run_id`` and SIGKILL it once ``step`` starts (again)."""
-    since = len(journal(run_id))
+def _kill_when(args: list[str], run_id: str | None, what: str, moment,
+               delay: float = 0.0) -> str:
+    """Start drkit with ``args`` (a resume when ``run_id`` is given), SIGKILL it
+    ``delay`` seconds after ``moment(run_id, since)`` holds; the run's id."""
+    since = len(journal(run_id)) if run_id else 0
     proc = subprocess.Popen([sys.executable, "-m", "drkit", *args], cwd=PROJECT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait(f"{step} to start in the resumed run",
-             lambda: proc.poll() is None and _started_after(run_id, step, since), 600)
-        time.sleep(1.0)
+        if run_id is None:
+            wait("the run's journal", lambda: RUNS.exists() and any(
+                (d / "journal.jsonl").exists()
+                and read_events(d / "journal.jsonl")[0]["pid"] == proc.pid
+                for d in RUNS.iterdir()), 60)
+            run_id = next(d.name for d in RUNS.iterdir() if (d / "journal.jsonl").exists()
+                          and read_events(d / "journal.jsonl")[0]["pid"] == proc.pid)
+        wait(what, lambda: proc.poll() is None and moment(run_id, since), 900)
+        time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+    return run_id
 
 
-def test_a_failback_killed_in_dns_and_in_promote_resumes_and_promotes_once(lab, tmp_path):
+def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(lab, tmp_path):
+    """kill -9 inside the promote step once db. has moved (before the fence or
+    during it), then, resumed, once the app's DNS cutover starts."""
     assert topology()["primary_region"] == "eu-west"
     timeline_before = topology()["nodes"]["eu-west"]["timeline"]
+    us_east = ip_of(lab, "us-east")
     with Canary(tmp_path / "canary") as canary:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "drkit", "failback", "--region", "us-east", "--yes"],
-            cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            wait("the failback run's journal", lambda: RUNS.exists() and any(
-                (d / "journal.jsonl").exists() and read_events(d / "journal.jsonl")[0]["pid"]
-                == first.pid for d in RUNS.iterdir()), 60)
-            run_id = next(d.name for d in RUNS.iterdir() if (d / "journal.jsonl").exists()
-                          and read_events(d / "journal.jsonl")[0]["pid"] == first.pid)
-            wait("the dns step", lambda: first.poll() is None and _started_after(
-                run_id, "dns", 0), 900)
-            time.sleep(1.0)
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(timeout=30)
-        finally:
-            if first.poll() is None:
-                os.killpg(first.pid, signal.SIGKILL)
+        run_id = _kill_when(
+            ["failback", "--region", "us-east", "--yes"], None,
+            "db. to move inside the promote step",
+            lambda rid, since: _started_after(rid, "promote", since) and db_answer() == [us_east])
         # scale-up may have been running too, in the other lane
-        assert "dns" in RunState.from_events(journal(run_id)).interrupted_steps
-
-        _kill_when_started(["failback", "--resume", run_id, "--yes"], "promote", run_id)
         assert "promote" in RunState.from_events(journal(run_id)).interrupted_steps
+
+        _kill_when(["failback", "--resume", run_id, "--yes"], run_id,
+                   "dns-app to start in the resumed run",
+                   lambda rid, since: _started_after(rid, "dns-app", since), delay=1.0)
+        assert "dns-app" in RunState.from_events(journal(run_id)).interrupted_steps
 
         done = drkit("failback", "--resume", run_id, "--yes")
         assert done.returncode == 0, done.stderr[-3000:]
         canary.keep_writing()
     state = RunState.from_events(journal(run_id))
     assert state.status == "succeeded"
-    assert state.attempts["dns"] == 2 and state.attempts["promote"] == 2
+    assert state.attempts["dns-app"] == 2 and state.attempts["promote"] >= 2
     assert state.attempts["rejoin"] == 1  # completed before the kills: skipped on resume
     topo = topology()
     assert topo["primary_region"] == "us-east"
