@@ -18,6 +18,7 @@ import contextlib
 import os
 import shlex
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -283,26 +284,44 @@ def run_playbook(
     )
 
 
-def reap_leftovers(token: str) -> list[int]:
-    """SIGKILL every process that still carries this run's token; their pids.
+def reap_leftovers(token: str, wait_s: float = 5.0) -> list[int]:
+    """SIGKILL every process that still carries this run's token, until none does
+    (or ``wait_s`` has passed); their pids.
 
     A timed-out playbook is killed by process group, but Mitogen's connection
     process runs in a session of its own and would otherwise live on (found
-    holding a `sleep` an hour and a half after its step timed out).
+    holding a `sleep` an hour and a half after its step timed out). A killed
+    process takes a moment to go, and one may fork as it is killed: so the scan
+    repeats until it finds none.
     """
+    killed: list[int] = []
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = _carrying(token)
+        if not alive or time.monotonic() >= deadline:
+            return killed
+        for pid in alive:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            if pid not in killed:
+                killed.append(pid)
+        time.sleep(0.05)
+
+
+def _carrying(token: str) -> list[int]:
+    """Live processes whose environment holds this run's token (a zombie's
+    environment reads empty: it is gone)."""
     marker = f"{RUN_TOKEN_ENV}={token}".encode()
-    killed = []
+    found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if marker not in (proc / "environ").read_bytes().split(b"\0"):
-                continue
-            os.kill(int(proc.name), signal.SIGKILL)
-            killed.append(int(proc.name))
-        except (OSError, ValueError):
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
             continue  # gone, or not ours to read
-    return killed
+    return found
 
 
 def _read_stdout(runner: Any) -> list[str]:
