@@ -35,6 +35,7 @@ from typing import Any, TextIO
 
 from drkit.drivers.result import DriverResult, last_lines
 from drkit.fsutil import atomic_write_json, atomic_write_text
+from drkit.procinfo import start_time, still_running
 
 LOCK_TIMEOUT = "60s"
 
@@ -549,9 +550,9 @@ class Terraform:
 
     def _mark_running(self, command: str, pid: int, raw_path: Path) -> None:
         atomic_write_json(self._running_path, {
-            "pid": pid, "started": _process_start(pid), "command": command,
+            "pid": pid, "started": start_time(pid), "command": command,
             "output": str(raw_path), "drkit_pid": os.getpid(),
-            "drkit_started": _process_start(os.getpid())})
+            "drkit_started": start_time(os.getpid())})
 
     def _clear_running(self, pid: int) -> None:
         marker = _read_json(self._running_path)
@@ -566,18 +567,18 @@ class Terraform:
         if marker is None:
             return True
         pid, started = marker.get("pid"), marker.get("started")
-        if not isinstance(pid, int) or started is None or _process_start(pid) != started:
+        if not isinstance(pid, int) or not still_running(pid, started):
             self._running_path.unlink(missing_ok=True)  # it has exited
             return True
         owner_alive = (isinstance(marker.get("drkit_pid"), int)
-                       and _process_start(marker["drkit_pid"]) == marker.get("drkit_started"))
+                       and still_running(marker["drkit_pid"], marker.get("drkit_started")))
         what = (f"terraform {marker.get('command', '?')} (pid {pid}), "
                 + ("started by another step" if owner_alive
                    else "left running by an interrupted run,"))
         if self.on_event is not None:
             self.on_event({"type": "drkit_wait", "@message": f"waiting for {what} to finish"})
         deadline = None if timeout is None else time.monotonic() + timeout
-        while _process_start(pid) == started:
+        while still_running(pid, started):
             if deadline is not None and time.monotonic() >= deadline:
                 run.rc = 1
                 run.errors.append(
@@ -683,19 +684,6 @@ def _read_json(path: Path) -> dict | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), None when it is gone;
-    a pid reused by another process reads as a different start."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":  # exited, not yet reaped by its parent
-        return None
-    return int(fields[19])
 
 
 def _strip_ansi(text: str) -> str:

@@ -21,26 +21,7 @@ from pathlib import Path
 
 from drkit.errors import LabError
 from drkit.fsutil import atomic_write_json
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after it.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
-
-
-def is_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
+from drkit.procinfo import is_alive, start_time, still_running
 
 
 def reap(pid: int) -> None:
@@ -85,7 +66,7 @@ class PidRecord:
 
     def matches(self) -> bool:
         """True if the recorded process is still the one running under that pid."""
-        return is_alive(self.pid) and start_time(self.pid) == self.start_time
+        return still_running(self.pid, self.start_time)
 
 
 def read_pid_file(path: Path) -> PidRecord | None:

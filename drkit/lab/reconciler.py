@@ -105,8 +105,7 @@ class Observer:
             for raw in self._describe(region, Filters=[] if self._first else LIVE_FILTER):
                 inst = self._instance(region, raw)
                 found[inst.instance_id] = inst
-        left = {iid: inst for iid, inst in self._live.items()
-                if iid not in found and iid not in self._ended}
+        left = {iid: inst for iid, inst in self._live.items() if iid not in found}
         for iid, inst in left.items():  # a few per scale-down, none in most passes
             try:
                 for raw in self._describe(inst.region, InstanceIds=[iid]):
