@@ -21,12 +21,14 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
 
 from drkit.drivers.result import DriverResult, last_lines
+from drkit.journal import utc_now_iso
 
 #: Environment every playbook runs with: no prompts, no clutter, plain text.
 BASE_ENVVARS: dict[str, str] = {
@@ -194,8 +196,10 @@ def run_playbook(
     """Run ``playbook`` with ansible-runner; artifacts stay under ``private_data_dir``.
 
     ``outputs``: ``{"stats": {host: {ok, changed, failed, unreachable, skipped,
-    rescued, ignored}}, "facts": {host: {...}}}`` where ``facts`` holds whatever a
-    task published with ``ansible.builtin.set_stats: {data: {drkit_outputs: {...}}}``.
+    rescued, ignored}}, "facts": {host: {...}}, "plays": [{name, started_at,
+    duration_s}]}`` where ``facts`` holds whatever a task published with
+    ``ansible.builtin.set_stats: {data: {drkit_outputs: {...}}}`` and ``plays``
+    says when each play started and how long it ran (the report's sub-rows).
     ``changes``: ``[{host, task, diff?}]`` per changed task (in check mode: what
     would change). ``tail``: the failed tasks' messages, then the last output lines.
     ``inventory`` is a path or an inventory source string (e.g. ``"localhost,"``).
@@ -214,11 +218,17 @@ def run_playbook(
     facts: dict[str, dict[str, Any]] = {}
     changes: list[dict[str, Any]] = []
     failures: list[str] = []
+    play_starts: list[tuple[str, str]] = []  # (play, created)
+    last_event_at: list[str] = []
 
     def handle(event: dict) -> bool:
         kind = event.get("event")
         data = event.get("event_data") or {}
         res = data.get("res") or {}
+        if event.get("created"):
+            last_event_at[:] = [event["created"]]
+            if kind == "playbook_on_play_start":
+                play_starts.append((data.get("play") or "", event["created"]))
         if kind == "runner_on_ok":
             published = (res.get("ansible_stats") or {}).get("data") or {}
             if isinstance(published.get(OUTPUTS_KEY), Mapping):
@@ -279,9 +289,25 @@ def run_playbook(
     log_path = artifact_dir / "stdout"
     return DriverResult(
         ok=ok, rc=rc if rc is not None else -1, summary=summary,
-        outputs={"stats": stats, "facts": facts}, changes=changes,
+        outputs={"stats": stats, "facts": facts,
+                 "plays": play_timings(play_starts, *last_event_at)},
+        changes=changes,
         log_path=log_path if log_path.exists() else artifact_dir, tail=tail,
     )
+
+
+def play_timings(starts: list[tuple[str, str]], last_event_at: str | None = None
+                 ) -> list[dict[str, Any]]:
+    """Each play's name, start (journal format) and duration, from the
+    ``(play, created)`` of each play's start event: a play ends where the next
+    one starts, the last at the playbook's last event (the stats, or whatever came
+    last when it was killed)."""
+    times = [datetime.fromisoformat(created) for _, created in starts]
+    last = datetime.fromisoformat(last_event_at) if last_event_at else None
+    ends = [*times[1:], last]
+    return [{"name": name, "started_at": utc_now_iso(at),
+             "duration_s": round(((end or at) - at).total_seconds(), 3)}
+            for (name, _), at, end in zip(starts, times, ends, strict=False)]
 
 
 def reap_leftovers(token: str, wait_s: float = 5.0) -> list[int]:

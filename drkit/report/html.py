@@ -13,27 +13,40 @@ _COLORS = {"ok": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e",
            "interrupted": "#ef6c00", "running": "#f9a825"}
 
 
+def _bars(m: dict[str, Any]) -> list[tuple[str, str, float, float, str, float]]:
+    """The timeline's rows: each step, then its plays (label, tooltip name,
+    start, duration, colour, opacity)."""
+    rows = []
+    for s in m["steps"]:
+        if s.get("start_offset_s") is None:
+            continue
+        colour = _COLORS.get(s["status"], "#607d8b")
+        rows.append((s["title"][:30], f"{s['id']}: {s['status']}", s["start_offset_s"] or 0,
+                     s.get("duration_s") or 0, colour, 1.0))
+        rows += [("\u00a0\u00a0" + p["name"][:28], f"{s['id']}: {p['name']}",
+                  p["start_offset_s"], p["duration_s"], colour, 0.45) for p in s.get("plays", ())]
+    return rows
+
+
 def _timeline(m: dict[str, Any]) -> str:
-    steps = [s for s in m["steps"] if s.get("start_offset_s") is not None]
-    ends = [(s["start_offset_s"] or 0) + (s.get("duration_s") or 0) for s in steps]
-    span = max([*ends, 1.0])
+    bars = _bars(m)
+    span = max([*(start + dur for _, _, start, dur, _, _ in bars), 1.0])
     rto_target = m["targets"]["rto_s"]
     show_target = rto_target <= span * 3
     scale_max = max(span, rto_target) if show_target else span
     width, label_w, row_h = 900, 220, 22
-    height = row_h * len(steps) + 40
+    height = row_h * len(bars) + 40
     x = lambda sec: label_w + (width - label_w - 20) * sec / scale_max  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              'font-family="sans-serif" font-size="12">']
-    for i, s in enumerate(steps):
+    for i, (label, name, start, dur, colour, opacity) in enumerate(bars):
         y = 10 + i * row_h
-        start, dur = s["start_offset_s"] or 0, s.get("duration_s") or 0
-        parts.append(f'<text x="4" y="{y + 14}">{escape(s["title"][:30])}</text>')
+        parts.append(f'<text x="4" y="{y + 14}">{escape(label)}</text>')
         parts.append(
             f'<rect x="{x(start):.1f}" y="{y + 3}" width="{max(x(start + dur) - x(start), 2):.1f}"'
-            f' height="{row_h - 6}" fill="{_COLORS.get(s["status"], "#607d8b")}">'
-            f'<title>{escape(s["id"])}: {s["status"]}, {format_duration(dur)}</title></rect>')
-    axis_y = 10 + len(steps) * row_h + 14
+            f' height="{row_h - 6}" fill="{colour}" fill-opacity="{opacity}">'
+            f'<title>{escape(name)}, {format_duration(dur)}</title></rect>')
+    axis_y = 10 + len(bars) * row_h + 14
     parts.append(f'<text x="{label_w}" y="{axis_y}">0s</text>')
     parts.append(f'<text x="{width - 80}" y="{axis_y}">{format_duration(scale_max)}</text>')
     if show_target:
@@ -53,6 +66,9 @@ def to_html(m: dict[str, Any]) -> str:
         f"<td style='color:{_COLORS.get(s['status'], '#000')}'>{s['status']}</td>"
         f"<td>{_d(s.get('duration_s'))}</td><td>{s.get('attempts', 0)}</td>"
         f"<td>{escape(s.get('error') or '')}</td></tr>"
+        + "".join(f"<tr style='color:#555'><td></td><td>&#8627; {escape(p['name'])}</td>"
+                  f"<td>play</td><td></td><td>{_d(p['duration_s'])}</td><td></td><td></td></tr>"
+                  for p in s.get("plays", ()))
         for i, s in enumerate(m["steps"], 1))
     evidence = "".join(
         f"<li>{escape(e['step'])}: {_d(e['seconds'])}"

@@ -50,6 +50,8 @@ def to_markdown(m: dict[str, Any]) -> str:
             f"| {i} | {s['title']} | {s['kind']} | {s['status']} | "
             f"+{format_duration(s.get('start_offset_s') or 0)} | "
             f"{_d(s.get('duration_s'))} | {s.get('attempts', 0)} |")
+        lines += [f"| | ↳ {play['name']} | play | | +{format_duration(play['start_offset_s'])} "
+                  f"| {_d(play['duration_s'])} | |" for play in s.get("plays", ())]
     lines.append("")
     if m["marks"]:
         lines += ["Moments: " + ", ".join(f"{k} {v}" for k, v in m["marks"].items()), ""]

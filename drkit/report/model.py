@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
             })
             row.update(status=ev["status"], finished_at=ev["ts"], duration_s=ev["duration_s"],
                        error=ev["error"], tail=ev["tail"])
+        elif kind == "step_output" and steps.get(ev["step"], {}).get("kind") == "ansible":
+            steps[ev["step"]]["plays"] = _plays(ev["outputs"].get("plays") or [], t0)
     for row in steps.values():
         if row["status"] == "running":
             row["status"] = "interrupted"
@@ -77,6 +80,14 @@ def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
         "dry_run_summary": dry_run_summary,
         "artifacts": _artifacts(run_dir),
     }
+
+
+def _plays(plays: list[dict[str, Any]], t0: datetime) -> list[dict[str, Any]]:
+    """A playbook step's plays (the ansible driver's ``outputs.plays``), each with
+    its offset from the run's start: the sub-rows under the step."""
+    return [{"name": p["name"], "duration_s": p["duration_s"],
+             "start_offset_s": round((parse_ts(p["started_at"]) - t0).total_seconds(), 3)}
+            for p in plays]
 
 
 def _artifacts(run_dir: Path) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""ansible-runner keyword arguments, built by a pure function."""
+"""ansible-runner keyword arguments and play timings, built by pure functions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from drkit.drivers.ansible import (
     BASE_ENVVARS,
     MITOGEN_ENV,
     _compact,
+    play_timings,
     runner_kwargs,
     strategy_envvars,
 )
@@ -95,3 +96,14 @@ def test_playbooks_run_with_mitogen_unless_turned_off():
     assert on["ANSIBLE_STRATEGY"] == "mitogen_linear"
     assert on["ANSIBLE_STRATEGY_PLUGINS"].endswith("ansible_mitogen/plugins/strategy")
     assert strategy_envvars({MITOGEN_ENV: "0"}) == {}
+
+
+def test_each_play_ends_where_the_next_starts_and_the_last_at_the_last_event():
+    plays = play_timings([("estate", "2026-11-23T12:00:00.000000+00:00"),
+                          ("fence", "2026-11-23T12:00:01.500000+00:00")],
+                         "2026-11-23T12:00:04.250000+00:00")
+    assert plays == [
+        {"name": "estate", "started_at": "2026-11-23T12:00:00.000000Z", "duration_s": 1.5},
+        {"name": "fence", "started_at": "2026-11-23T12:00:01.500000Z", "duration_s": 2.75},
+    ]
+    assert play_timings([]) == []

@@ -238,6 +238,9 @@ def test_playbook_writes_the_file_and_publishes_outputs(tmp_path: Path):
     assert result.outputs["stats"]["localhost"]["changed"] == 2
     assert result.outputs["facts"] == {
         "localhost": {"marker_path": str(out_dir / "ansible.txt")}}
+    [play] = result.outputs["plays"]
+    assert play["name"] == "Demo - write a marker file on localhost"
+    assert play["duration_s"] > 0
     assert result.log_path is not None and result.log_path.is_file()
     # The extra vars file is gone: the run directory holds no secrets.
     assert not (pdd / "env" / "extravars").exists()
@@ -293,6 +296,8 @@ def test_playbook_timeout_is_a_failed_result(tmp_path: Path):
                           timeout=2)
     assert not result.ok
     assert result.summary == "playbook: timed out after 2s"
+    # The killed play still has a start and a duration (up to its last event).
+    assert [p["name"] for p in result.outputs["plays"]] == ["localhost"]
     # Nothing of the run is left behind (Mitogen's connection process has a session
     # of its own, out of reach of the runner's process-group kill).
     left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()

@@ -36,6 +36,15 @@ def test_the_demo_runs_terraform_and_ansible_end_to_end_with_reports(workspace, 
         "resolved"]
     assert report["met"]["rto"] is True
     assert (run / "report.md").is_file() and (run / "junit.xml").is_file()
+    # The playbook's plays are rows under its step, timed within it.
+    configure = next(s for s in report["steps"] if s["id"] == "configure")
+    [play] = configure["plays"]
+    assert play["name"] == "Demo - write a marker file on localhost"
+    assert configure["start_offset_s"] <= play["start_offset_s"]
+    assert play["start_offset_s"] + play["duration_s"] <= (
+        configure["start_offset_s"] + configure["duration_s"])
+    assert "↳ Demo - write a marker file on localhost" in (run / "report.md").read_text()
+    assert "Demo - write a marker file" in (run / "report.html").read_text()
     assert list((run / "terraform" / "provision").glob("*.jsonl")), "raw terraform log kept"
     assert (run / "ansible" / "configure").is_dir(), "ansible-runner artifacts kept"
 
