@@ -219,14 +219,15 @@ def run_playbook(
     changes: list[dict[str, Any]] = []
     failures: list[str] = []
     play_starts: list[tuple[str, str]] = []  # (play, created)
-    last_event_at: list[str] = []
+    last_event_at: str | None = None
 
     def handle(event: dict) -> bool:
+        nonlocal last_event_at
         kind = event.get("event")
         data = event.get("event_data") or {}
         res = data.get("res") or {}
         if event.get("created"):
-            last_event_at[:] = [event["created"]]
+            last_event_at = event["created"]
             if kind == "playbook_on_play_start":
                 play_starts.append((data.get("play") or "", event["created"]))
         if kind == "runner_on_ok":
@@ -290,7 +291,7 @@ def run_playbook(
     return DriverResult(
         ok=ok, rc=rc if rc is not None else -1, summary=summary,
         outputs={"stats": stats, "facts": facts,
-                 "plays": play_timings(play_starts, *last_event_at)},
+                 "plays": play_timings(play_starts, last_event_at)},
         changes=changes,
         log_path=log_path if log_path.exists() else artifact_dir, tail=tail,
     )

@@ -29,14 +29,14 @@ def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
             })
             row["attempts"] += 1
             row["started_at"] = ev["ts"]
-            row["start_offset_s"] = round((parse_ts(ev["ts"]) - t0).total_seconds(), 3)
+            row["start_offset_s"] = _offset(ev["ts"], t0)
             row["status"] = "running"
         elif kind == "step_finished":
             title, skind = titles.get(ev["step"], (ev["step"], "?"))
             row = steps.setdefault(ev["step"], {
                 "id": ev["step"], "title": title, "kind": skind, "phase": "main",
                 "attempts": 0, "started_at": ev["ts"],
-                "start_offset_s": round((parse_ts(ev["ts"]) - t0).total_seconds(), 3),
+                "start_offset_s": _offset(ev["ts"], t0),
             })
             row.update(status=ev["status"], finished_at=ev["ts"], duration_s=ev["duration_s"],
                        error=ev["error"], tail=ev["tail"])
@@ -82,11 +82,16 @@ def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
     }
 
 
+def _offset(ts: str, t0: datetime) -> float:
+    """Seconds from the run's start to a journal timestamp."""
+    return round((parse_ts(ts) - t0).total_seconds(), 3)
+
+
 def _plays(plays: list[dict[str, Any]], t0: datetime) -> list[dict[str, Any]]:
     """A playbook step's plays (the ansible driver's ``outputs.plays``), each with
     its offset from the run's start: the sub-rows under the step."""
     return [{"name": p["name"], "duration_s": p["duration_s"],
-             "start_offset_s": round((parse_ts(p["started_at"]) - t0).total_seconds(), 3)}
+             "start_offset_s": _offset(p["started_at"], t0)}
             for p in plays]
 
 
