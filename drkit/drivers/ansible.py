@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import signal
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -27,6 +25,7 @@ from typing import Any
 
 import ansible_runner
 
+from drkit.drivers.reaper import RUN_TOKEN_ENV, Guard
 from drkit.drivers.result import DriverResult, last_lines
 from drkit.journal import utc_now_iso
 
@@ -37,9 +36,6 @@ BASE_ENVVARS: dict[str, str] = {
     "ANSIBLE_NOCOLOR": "1",
     "ANSIBLE_FORCE_COLOR": "0",
 }
-
-#: Environment variable that marks every process of one playbook run.
-RUN_TOKEN_ENV = "DRKIT_PLAYBOOK_RUN"
 
 #: Set to 0 to run playbooks with Ansible's own linear strategy instead of Mitogen's.
 MITOGEN_ENV = "DRKIT_ANSIBLE_MITOGEN"
@@ -71,7 +67,8 @@ OUTPUTS_KEY = "drkit_outputs"
 
 # Files ansible-runner writes into <private_data_dir>/env from its kwargs. It only
 # writes them when absent and otherwise reuses them, so stale ones from an earlier
-# run would silently win: they are removed before and after every run.
+# run would silently win: they are removed before and after every run (after a
+# killed run, by its guard).
 _ENV_FILES = ("extravars", "envvars", "cmdline", "passwords", "settings", "ssh_key")
 
 _STAT_KEYS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
@@ -254,11 +251,13 @@ def run_playbook(
         return True  # keep the event in the runner's artifacts
 
     _clean_env_files(private_data_dir)
-    # Every process of this run inherits the token, so none outlives it (below).
+    # Every process of this run inherits the token; the guard kills whatever still
+    # carries it when the run ends, times out, or drkit dies (drivers/reaper.py).
     token = uuid.uuid4().hex
     kwargs["envvars"][RUN_TOKEN_ENV] = token
     try:
-        runner = ansible_runner.run(event_handler=handle, **kwargs)
+        with Guard(token, remove=[private_data_dir / "env" / name for name in _ENV_FILES]):
+            runner = ansible_runner.run(event_handler=handle, **kwargs)
         status, rc = runner.status, runner.rc
         stdout_lines = _read_stdout(runner)
     except Exception as exc:  # a driver reports, the engine decides (STYLE.md)
@@ -266,7 +265,6 @@ def run_playbook(
                             tail=[f"{type(exc).__name__}: {exc}"])
     finally:
         _clean_env_files(private_data_dir)
-        reap_leftovers(token)
 
     totals = {n: sum(h[n] for h in stats.values()) for n in ("ok", "changed", "failed",
                                                             "unreachable")}
@@ -309,46 +307,6 @@ def play_timings(starts: list[tuple[str, str]], last_event_at: str | None = None
     return [{"name": name, "started_at": utc_now_iso(at),
              "duration_s": round(((end or at) - at).total_seconds(), 3)}
             for (name, _), at, end in zip(starts, times, ends, strict=False)]
-
-
-def reap_leftovers(token: str, wait_s: float = 5.0) -> list[int]:
-    """SIGKILL every process that still carries this run's token, until none does
-    (or ``wait_s`` has passed); their pids.
-
-    A timed-out playbook is killed by process group, but Mitogen's connection
-    process runs in a session of its own and would otherwise live on (found
-    holding a `sleep` an hour and a half after its step timed out). A killed
-    process takes a moment to go, and one may fork as it is killed: so the scan
-    repeats until it finds none.
-    """
-    killed: list[int] = []
-    deadline = time.monotonic() + wait_s
-    while True:
-        alive = _carrying(token)
-        if not alive or time.monotonic() >= deadline:
-            return killed
-        for pid in alive:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            if pid not in killed:
-                killed.append(pid)
-        time.sleep(0.05)
-
-
-def _carrying(token: str) -> list[int]:
-    """Live processes whose environment holds this run's token (a zombie's
-    environment reads empty: it is gone)."""
-    marker = f"{RUN_TOKEN_ENV}={token}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
-        except OSError:
-            continue  # gone, or not ours to read
-    return found
 
 
 def _read_stdout(runner: Any) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from drkit.drivers.reaper import RUN_TOKEN_ENV
 from drkit.errors import ExitCode
 from drkit.journal import RunState, read_events
 from drkit.lab import chaos, controller, database, netns
@@ -275,7 +276,28 @@ def _kill_when(args: list[str], run_id: str | None, what: str, moment,
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+    _assert_no_playbook_outlives(run_id)
     return run_id
+
+
+def _assert_no_playbook_outlives(run_id: str) -> None:
+    """No process of a playbook the killed drkit was running lives on (each has a
+    session of its own, out of reach of the kill), and the runner's env files,
+    which may hold credentials, are gone. Nothing else runs playbooks meanwhile."""
+    wait("the killed run's playbooks to go", lambda: not _playbook_processes(), 15)
+    assert list((RUNS / run_id / "ansible").glob("*/env/envvars")) == []
+
+
+def _playbook_processes() -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"{RUN_TOKEN_ENV}=".encode() in (
+                    proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(lab, tmp_path):

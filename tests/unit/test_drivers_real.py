@@ -5,6 +5,7 @@ Each test works on copies under tmp_path, so nothing lands in the repository.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from drkit.drivers.ansible import run_playbook
+from drkit.drivers.reaper import RUN_TOKEN_ENV, carrying
 from drkit.drivers.terraform import SENSITIVE, Terraform
 from drkit.drivers.tfconfig import find_provider_mirror, write_cli_config
 
@@ -303,6 +305,51 @@ def test_playbook_timeout_is_a_failed_result(tmp_path: Path):
     left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
             and str(playbook).encode() in _cmdline(p)]
     assert left == []
+
+
+def test_a_drkit_killed_mid_playbook_leaves_no_process_of_it_behind(tmp_path: Path):
+    """SIGKILL to drkit's process group: the playbook's processes are in sessions
+    of their own, ignore SIGHUP, and would go on acting on the hosts; the env
+    files, deleted when a run ends, would stay."""
+    playbook = tmp_path / "slow.yml"
+    playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n"
+                        "  tasks:\n    - name: Wait\n      ansible.builtin.command: sleep 60\n"
+                        "      changed_when: false\n")
+    pdd = tmp_path / "pdd"
+    script = (f"from pathlib import Path\nfrom drkit.drivers.ansible import run_playbook\n"
+              f"run_playbook(Path({str(playbook)!r}), inventory={str(INVENTORY)!r}, "
+              f"private_data_dir=Path({str(pdd)!r}))\n")
+    drkit = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        token = _wait_for(lambda: _running_token(pdd, "sleep"), 60, "the playbook's task")
+    finally:
+        os.killpg(drkit.pid, signal.SIGKILL)
+        drkit.wait()
+    assert _wait_for(lambda: not carrying(token), 10, "the playbook's processes to go")
+    # The runner's env files (they may hold credentials) went with them.
+    assert _wait_for(lambda: not list((pdd / "env").iterdir()), 10, "the env files to go")
+
+
+def _running_token(pdd: Path, command: str) -> str | None:
+    """The token of the playbook run in ``pdd`` once a process running ``command``
+    carries it."""
+    try:
+        token = json.loads((pdd / "env" / "envvars").read_text())[RUN_TOKEN_ENV]
+    except (OSError, ValueError, KeyError):
+        return None
+    running = any(_cmdline(Path(f"/proc/{pid}")).split(b"\0")[0] == command.encode()
+                  for pid in carrying(token))
+    return token if running else None
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def _cmdline(proc: Path) -> bytes:
