@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from drkit.drivers.ansible import (
@@ -93,8 +96,10 @@ def test_compact_events(event, compact):
 
 def test_playbooks_run_with_mitogen_unless_turned_off():
     on = strategy_envvars({})
-    assert on["ANSIBLE_STRATEGY"] == "mitogen_linear"
-    assert on["ANSIBLE_STRATEGY_PLUGINS"].endswith("ansible_mitogen/plugins/strategy")
+    assert on["ANSIBLE_STRATEGY"] == "drkit_mitogen_linear"
+    drkit_dir, mitogen_dir = on["ANSIBLE_STRATEGY_PLUGINS"].split(os.pathsep)
+    assert (Path(drkit_dir) / "drkit_mitogen_linear.py").is_file()
+    assert mitogen_dir.endswith("ansible_mitogen/plugins/strategy")
     assert strategy_envvars({MITOGEN_ENV: "0"}) == {}
 
 

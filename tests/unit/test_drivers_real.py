@@ -289,6 +289,25 @@ def test_failing_playbook_returns_the_failed_task(tmp_path: Path):
     assert not any(e.get("task") == "Never reached" for e in events)
 
 
+def test_collection_modules_run_under_drkits_strategy_task_after_task(tmp_path: Path):
+    """The strategy lists the installed collections once, in the main process; each
+    task's forked worker still finds its collection module (and the next one)."""
+    ini = tmp_path / "settings.ini"
+    playbook = tmp_path / "collections.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+        + "".join(f"    - community.general.ini_file: {{path: {ini}, section: s, "
+                  f"option: o{i}, value: '{i}'}}\n" for i in range(3))
+        + f"    - community.general.read_csv: {{path: {ini}, fieldnames: [line]}}\n"
+          "      register: lines\n"
+          "    - ansible.builtin.set_stats: {data: {drkit_outputs: {lines: '{{ lines.list "
+          "| length }}'}}}\n")
+    result = run_playbook(playbook, inventory=INVENTORY, private_data_dir=tmp_path / "pdd")
+    assert result.ok, result.tail
+    assert ini.read_text().split() == ["[s]", "o0", "=", "0", "o1", "=", "1", "o2", "=", "2"]
+    assert result.outputs["facts"]["localhost"]["lines"] == 4
+
+
 def test_playbook_timeout_is_a_failed_result(tmp_path: Path):
     playbook = tmp_path / "slow.yml"
     playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n"

@@ -1,0 +1,1 @@
+"""Ansible plugins drkit's ansible driver adds to every playbook it runs."""
