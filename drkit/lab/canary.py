@@ -13,9 +13,12 @@ ack is then appended to ``DIR/acks.jsonl`` and fsynced. Failed attempts go to
 database and reports:
 
 - ``lost``: acknowledged seqs absent from that database (exact, by construction);
-- ``longest_gap_s``: the longest time between consecutive acknowledgements;
-- ``failed_write_s``: total time writes were failing (from the first failed
-  attempt after a success to the next acknowledgement).
+- ``write_unavailable_s``: write unavailability as a client sees it, the longest
+  time without an acknowledgement (between consecutive acknowledgements, the run's
+  start and, if it ended while writes were failing, its end); blocked writes count;
+- ``failing_s``: total time writes were failing (from the first failed attempt
+  after a success to the next acknowledgement); writes that block instead of
+  failing do not count, so it can be 0 while ``write_unavailable_s`` is not.
 
 The password comes from PGPASSWORD or a passfile (PGPASSFILE), never the command
 line, and is never written to the output directory.
@@ -252,11 +255,17 @@ def analyse(acks: Sequence[dict[str, Any]], failures: Sequence[dict[str, Any]],
                     + [(float(f["t"]), "fail", float(f["t"])) for f in failures])
     end = finished_at if finished_at is not None else (events[-1][0] if events else started_at)
 
-    # Longest time clients went without an acknowledgement.
+    # Write unavailability: the longest time clients went without an acknowledgement.
+    # It runs from the last acknowledgement, not from the first failure: a write
+    # blocked in COMMIT fails nothing but answers nobody (a planned failover once
+    # showed 9.3 s of this with no failed attempt at all). The run's start is a
+    # point because a canary started into an outage has had no acknowledgement
+    # since it began; its end only if writes were still failing then (an outage
+    # still open), not after a run that stopped while writes succeeded.
     ack_times = sorted(float(a["ack"]) for a in acks)
     points = [started_at, *ack_times]
     if failures and (not ack_times or max(float(f["t"]) for f in failures) > ack_times[-1]):
-        points.append(end)  # the run ended while writes were failing
+        points.append(end)
     gaps = [(b - a, a, b) for a, b in itertools.pairwise(points)]
     longest = max(gaps, default=(0.0, None, None))
 
@@ -273,6 +282,7 @@ def analyse(acks: Sequence[dict[str, Any]], failures: Sequence[dict[str, Any]],
         windows.append({"from": _iso(open_at), "to": None, "seconds": max(0.0, end - open_at),
                         "open": True})
 
+    failing_s = round(sum(w["seconds"] for w in windows), 6)
     return {
         "acknowledged": len(acked),
         "failed_attempts": len(failures),
@@ -281,10 +291,12 @@ def analyse(acks: Sequence[dict[str, Any]], failures: Sequence[dict[str, Any]],
         "lost_seqs": lost[:1000],
         "unacknowledged_present": len(unacked_present),
         "unknown_present": len(unknown_present),
-        "longest_gap_s": round(longest[0], 6),
-        "longest_gap_from": _iso(longest[1]),
-        "longest_gap_to": _iso(longest[2]),
-        "failed_write_s": round(sum(w["seconds"] for w in windows), 6),
+        "write_unavailable_s": round(longest[0], 6),
+        "write_unavailable_from": _iso(longest[1]),
+        "write_unavailable_to": _iso(longest[2]),
+        "failing_s": failing_s,
+        # The old name of failing_s; tests/lab/test_failover.py still reads it.
+        "failed_write_s": failing_s,
         "failure_windows": windows,
         "last_ack_at": _iso(ack_times[-1]) if ack_times else None,
     }

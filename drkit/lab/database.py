@@ -97,7 +97,9 @@ def canary_config(out: Path, *, rate: float, duration_s: float | None) -> Any:
 
 
 def canary_report(out: Path) -> dict[str, Any]:
-    """Compare a canary run with the rows on the current primary."""
+    """Compare a canary run with the rows on the current primary: lost writes,
+    write unavailability (``write_unavailable_s``, the longest time without an
+    acknowledgement) and failing time (``failing_s``); see drkit.lab.canary."""
     from drkit.lab.canary import report
 
     return report(out, primary_dsn()[0])

@@ -41,23 +41,43 @@ def test_lost_is_exactly_the_acknowledged_rows_missing() -> None:
     assert result["unacknowledged_present"] == 1
 
 
-def test_downtime_is_the_longest_ack_gap_and_the_failing_window() -> None:
+def test_unavailability_is_the_longest_ack_gap_and_failing_the_failed_window() -> None:
     acks = [ack(1, 100.0), ack(2, 100.1), ack(5, 103.0), ack(6, 103.1)]
     failures = [fail(3, 100.2), fail(4, 101.5)]
     result = canary.analyse(acks, failures, present=[1, 2, 5, 6],
                             started_at=100.0, finished_at=103.2)
     assert result["lost"] == 0
-    assert result["longest_gap_s"] == pytest.approx(103.01 - 100.11)
-    assert result["failed_write_s"] == pytest.approx(103.01 - 100.2)
+    assert result["write_unavailable_s"] == pytest.approx(103.01 - 100.11)
+    assert result["write_unavailable_from"] == canary._iso(100.11)
+    assert result["write_unavailable_to"] == canary._iso(103.01)
+    assert result["failing_s"] == pytest.approx(103.01 - 100.2)
+    assert result["failed_write_s"] == result["failing_s"]
     assert len(result["failure_windows"]) == 1
+
+
+def test_writes_that_block_are_unavailable_without_failing() -> None:
+    # Issue 18: seq 3's COMMIT blocked 9.3 s and then succeeded; nothing failed.
+    blocked = {"seq": 3, "t": 100.2, "ack": 109.5, "address": "10.20.1.5"}
+    acks = [ack(1, 100.0), ack(2, 100.1), blocked, ack(4, 109.6)]
+    result = canary.analyse(acks, [], present=[1, 2, 3, 4],
+                            started_at=100.0, finished_at=110.0)
+    assert result["failing_s"] == 0
+    assert result["write_unavailable_s"] == pytest.approx(109.5 - 100.11)
+
+
+def test_a_canary_started_into_an_outage_is_unavailable_from_its_start() -> None:
+    result = canary.analyse([ack(3, 18.0)], [fail(1, 10.0), fail(2, 14.0)], present=[3],
+                            started_at=10.0, finished_at=19.0)
+    assert result["write_unavailable_s"] == pytest.approx(18.01 - 10.0)
+    assert result["failing_s"] == pytest.approx(18.01 - 10.0)
 
 
 def test_a_run_ending_in_failure_leaves_an_open_window() -> None:
     result = canary.analyse([ack(1, 10.0)], [fail(2, 11.0), fail(3, 12.0)], present=[1],
                             started_at=10.0, finished_at=15.0)
     assert result["failure_windows"][-1]["open"] is True
-    assert result["failed_write_s"] == pytest.approx(4.0)
-    assert result["longest_gap_s"] == pytest.approx(15.0 - 10.01)
+    assert result["failing_s"] == pytest.approx(4.0)
+    assert result["write_unavailable_s"] == pytest.approx(15.0 - 10.01)
 
 
 def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
@@ -142,8 +162,8 @@ def test_rows_deleted_after_the_ack_are_reported_lost(postgres: TempPostgres,
     assert json.loads((out / "report.json").read_text())["lost"] == 2
 
 
-def test_a_restart_shows_as_write_downtime_without_loss(postgres: TempPostgres,
-                                                        tmp_path: Path) -> None:
+def test_a_restart_shows_as_write_unavailability_without_loss(postgres: TempPostgres,
+                                                              tmp_path: Path) -> None:
     out = tmp_path / "run"
     run = canary.Canary(_config(postgres, out, rate=100, duration_s=None))
     thread = threading.Thread(target=run.run)
@@ -163,8 +183,8 @@ def test_a_restart_shows_as_write_downtime_without_loss(postgres: TempPostgres,
     result = canary.report(out, postgres.dsn)
     assert result["lost"] == 0
     assert result["failed_attempts"] > 0
-    assert result["failed_write_s"] >= 0.5
-    assert result["longest_gap_s"] >= result["failure_windows"][0]["seconds"]
+    assert result["failing_s"] >= 0.5
+    assert result["write_unavailable_s"] >= result["failure_windows"][0]["seconds"]
 
 
 def test_a_second_run_in_the_same_directory_reports_only_its_own_writes(
