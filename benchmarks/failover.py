@@ -1,5 +1,6 @@
 """Measure RB-DR-003 on the lab: planned and unplanned failovers, end to end, per
-step, and as a client sees them (the canary's write downtime and lost writes).
+step, and as a client sees them (the canary's write unavailability, failing time
+and lost writes).
 
     sudo python benchmarks/failover.py --out .drkit/bench/failover.json [--rounds 3]
 
@@ -7,11 +8,18 @@ Needs a lab that is up and at its baseline (`drkit lab.up`); each failover is
 followed by a failback, so the lab ends where it started. Rows:
 
     planned     invoke failover --region eu-west                  (target: <= 45 s end to end,
-                                                                   <= 10 s client write downtime)
+                                                                   <= 10 s write unavailability)
     failback    invoke failback --region us-east
     unplanned   lab.chaos region-outage us-east, then
                 invoke failover --region eu-west --mode unplanned (target: <= 60 s end to end)
     failback    restore, then invoke failback --region us-east
+
+Write unavailability is the longest time the canary went without an
+acknowledgement (blocked writes count); failing time, the seconds its writes were
+failing, is shown beside it but no target uses it: writes that block fail nothing.
+A planned run's unavailability is split at the promotion: fence start -> promote
+done (the promote step's plays in the journal) and promote done -> the first
+acknowledgement after it.
 
 With --rounds N the four runs repeat N times and a summary gives, per target,
 the median, the worst and in how many rounds it was met: on 2 cores one run's
@@ -32,19 +40,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from drkit.journal import read_events  # noqa: E402
+from drkit.journal import parse_ts, read_events, utc_now_iso  # noqa: E402
 from drkit.lab import chaos, database, netns, paths  # noqa: E402
-from drkit.lab.canary import Canary  # noqa: E402
+from drkit.lab.canary import ACKS, Canary, read_jsonl  # noqa: E402
 
-TARGETS = {"planned": {"wall_s": 45.0, "write_downtime_s": 10.0},
+TARGETS = {"planned": {"wall_s": 45.0, "write_unavailable_s": 10.0},
            "unplanned": {"wall_s": 60.0}}
 RATE = 60.0
+# Plays of playbooks/failover-promote.yml (step promote) that bound the outage.
+FENCE_PLAY = "Fence the old primary"
+PROMOTE_PLAY = "Promote the target replica"
 
 
 def run(args: list[str]) -> tuple[dict[str, Any], float]:
@@ -62,14 +75,54 @@ def run(args: list[str]) -> tuple[dict[str, Any], float]:
     return result, wall
 
 
-def steps_of(run_id: str) -> dict[str, float]:
-    events = read_events(PROJECT_ROOT / ".drkit" / "runs" / run_id / "journal.jsonl")
+def steps_of(events: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {e["step"]: e["duration_s"] for e in events
             if e["event"] == "step_finished" and e["status"] == "ok"}
 
 
-def measured(name: str, args: list[str], out: Path, before=None, after=None) -> dict:
-    """A run under canary load: wall time, steps, RTO/RPO, client write downtime."""
+def unavailability_parts(events: Sequence[dict[str, Any]],
+                         acks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A planned failover's write unavailability in two parts: fence start ->
+    promote done, from the plays of step promote (its last ``step_output``'s
+    ``outputs.plays``), and promote done -> the canary's first acknowledgement
+    after it (the old primary is stopped by then: that write went to the new one
+    through db.'s new answer). A play ends where the next one starts, so "promote
+    done" includes the promote play's post_tasks. Raises ValueError saying what
+    the journal or the acknowledgements lack."""
+    outputs = [e["outputs"] for e in events
+               if e["event"] == "step_output" and e["step"] == "promote"]
+    if not outputs:
+        raise ValueError("the journal has no step_output of step promote")
+    plays = {p["name"]: p for p in outputs[-1].get("plays") or []}
+    missing = [name for name in (FENCE_PLAY, PROMOTE_PLAY) if name not in plays]
+    if missing:
+        raise ValueError(f"step promote has no play {' or '.join(map(repr, missing))} "
+                         f"(its plays: {', '.join(map(repr, plays)) or 'none'})")
+    fence_at = parse_ts(plays[FENCE_PLAY]["started_at"]).timestamp()
+    promote = plays[PROMOTE_PLAY]
+    promoted_at = parse_ts(promote["started_at"]).timestamp() + float(promote["duration_s"])
+    first = min((float(a["ack"]) for a in acks if float(a["ack"]) >= promoted_at), default=None)
+    if first is None:
+        raise ValueError("the canary has no acknowledgement after the promotion")
+    return {"fence_to_promote_s": round(promoted_at - fence_at, 2),
+            "promote_to_ack_s": round(first - promoted_at, 2),
+            "fence_started_at": plays[FENCE_PLAY]["started_at"],
+            "promoted_at": utc_now_iso(datetime.fromtimestamp(promoted_at, UTC)),
+            "first_ack_at": utc_now_iso(datetime.fromtimestamp(first, UTC))}
+
+
+def parts_line(parts: dict[str, Any]) -> str:
+    """The table's line under a planned run: its unavailability's parts."""
+    if "error" in parts:
+        return f"    write unavailable: parts unknown ({parts['error']})"
+    return (f"    write unavailable: fence -> promote done {parts['fence_to_promote_s']:.2f} s, "
+            f"promote done -> first ack {parts['promote_to_ack_s']:.2f} s")
+
+
+def measured(name: str, args: list[str], out: Path, before=None, after=None,
+             parts: bool = False) -> dict:
+    """A run under canary load: wall time, steps, RTO/RPO, write unavailability and
+    failing time, lost writes; with ``parts``, the unavailability's parts."""
     acks: list[dict] = []
     canary = Canary(database.canary_config(out / name, rate=RATE, duration_s=None),
                     on_event=lambda kind, rec: acks.append(rec) if kind == "ack" else None)
@@ -90,17 +143,25 @@ def measured(name: str, args: list[str], out: Path, before=None, after=None) -> 
         canary.stop()
         writer.join(timeout=60)
     report = database.canary_report(out / name)
-    return {"name": name, "args": args, "wall_s": round(wall, 1), "rto_s": result["rto_s"],
-            "rpo_s": result["rpo_s"], "run_id": result["run_id"],
-            "steps": steps_of(result["run_id"]),
-            "write_downtime_s": round(report["failed_write_s"], 2),
-            "acknowledged": report["acknowledged"], "lost": report["lost"]}
+    events = read_events(PROJECT_ROOT / ".drkit" / "runs" / result["run_id"] / "journal.jsonl")
+    row = {"name": name, "args": args, "wall_s": round(wall, 1), "rto_s": result["rto_s"],
+           "rpo_s": result["rpo_s"], "run_id": result["run_id"], "steps": steps_of(events),
+           "write_unavailable_s": round(report["write_unavailable_s"], 2),
+           "failing_s": round(report["failing_s"], 2),
+           "acknowledged": report["acknowledged"], "lost": report["lost"]}
+    if parts:
+        try:
+            row["write_unavailable_parts"] = unavailability_parts(
+                events, read_jsonl(out / name / ACKS))
+        except ValueError as exc:
+            row["write_unavailable_parts"] = {"error": str(exc)}
+    return row
 
 
 def one_round(work: Path, lab: paths.LabPaths) -> list[dict]:
     """Planned, failback, unplanned, failback: the lab ends at its baseline."""
     return [
-        measured("planned", ["failover", "--region", "eu-west"], work),
+        measured("planned", ["failover", "--region", "eu-west"], work, parts=True),
         measured("failback", ["failback", "--region", "us-east"], work),
         measured("unplanned", ["failover", "--region", "eu-west", "--mode", "unplanned"], work,
                  before=lambda: chaos.region_outage(lab, "us-east"),
@@ -123,7 +184,7 @@ def summary(rows: list[dict]) -> list[str]:
         for key, limit in target.items():
             values = sorted(r[key] for r in mine)
             met = sum(v <= limit for v in values)
-            lines.append(f"{name:<10} {key:<17} median {statistics.median(values):6.1f}  "
+            lines.append(f"{name:<10} {key:<19} median {statistics.median(values):6.1f}  "
                          f"worst {values[-1]:6.1f}  target <= {limit:g}: "
                          f"met in {met}/{len(values)}")
     return lines
@@ -149,15 +210,18 @@ def main() -> int:
         for row in one_round(work, lab):
             rows.append({**row, "round": n})
     missed = []
-    print(f"{'run':<26} {'wall s':>7} {'RTO s':>7} {'RPO s':>6} {'write down s':>12} "
-          f"{'lost':>5}  verdict")
+    print(f"{'run':<26} {'wall s':>7} {'RTO s':>7} {'RPO s':>6} {'unavail s':>9} "
+          f"{'failing s':>9} {'lost':>5}  verdict")
     for row in rows:
         found = verdicts(row)
         missed += [v for v in found if "MISS" in v]
         label = row["name"] + (f" #{row['round']}" if args.rounds > 1 else "")
         print(f"{label:<26} {row['wall_s']:>7} {row['rto_s']:>7} {row['rpo_s']!s:>6} "
-              f"{row['write_downtime_s']:>12} {row['lost']:>5}  {'; '.join(found)}")
+              f"{row['write_unavailable_s']:>9} {row['failing_s']:>9} {row['lost']:>5}  "
+              f"{'; '.join(found)}")
         print("    " + ", ".join(f"{k} {v:.1f}" for k, v in row["steps"].items()))
+        if "write_unavailable_parts" in row:
+            print(parts_line(row["write_unavailable_parts"]))
     if args.rounds > 1:
         print("\n".join(["", *summary(rows)]))
     args.out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(),
