@@ -65,6 +65,13 @@ class ConfigError(_DetailedError):
         super().__init__(message, problems, hint)
         self.problems = self._details
 
+    def __str__(self) -> str:
+        # One problem reads as one line: what is wrong, then what to do.
+        if len(self.problems) == 1:
+            text = f"{self.message}: {self.problems[0]}"
+            return f"{text}; {self.hint}" if self.hint else text
+        return super().__str__()
+
 
 class PreflightFailed(_DetailedError):
     """One or more read-only preflight checks failed; nothing was changed."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from invoke import Collection, Program
+from invoke import Collection
 
 from drkit import __version__
 from drkit.cli import dr, runs
+from drkit.cli.common import DrkitProgram
 
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
@@ -20,6 +21,11 @@ except ImportError:  # pragma: no cover
     pass
 
 
+def program() -> DrkitProgram:
+    """The ``drkit`` command: the task tree, with bad command lines exiting 2."""
+    return DrkitProgram(namespace=ns, version=__version__, name="drkit", binary="drkit")
+
+
 def main() -> None:
     """Entry point of the ``drkit`` console script."""
-    Program(namespace=ns, version=__version__, name="drkit", binary="drkit").run()
+    program().run()

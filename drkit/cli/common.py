@@ -5,23 +5,30 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from invoke.exceptions import Exit
+from invoke import Program
+from invoke.exceptions import Exit, ParseError
 
 from drkit.display import make_display
-from drkit.durations import format_duration
+from drkit.durations import format_duration, parse_duration
 from drkit.engine import Engine, RunOptions
-from drkit.env import load_environment
+from drkit.env import Environment, load_environment
 from drkit.errors import ConfigError, DrkitError, ExitCode
+from drkit.journal import RUN_ID_RE
 from drkit.project import find_project
 from drkit.runbook import load_runbook, resolve_runbook
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _exit(exc: DrkitError) -> Exit:
+    return Exit(f"drkit: {exc}", code=exc.exit_code)
 
 
 def maps_errors(fn: F) -> F:
@@ -33,11 +40,40 @@ def maps_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except DrkitError as exc:
-            raise Exit(f"drkit: {exc}", code=exc.exit_code) from None
+            raise _exit(exc) from None
         except KeyboardInterrupt:
             raise Exit("drkit: interrupted", code=ExitCode.INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class DrkitProgram(Program):
+    """invoke's Program, except that a command line it cannot parse (an unknown
+    task or flag, a missing argument) is bad input, exit 2, like any other."""
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        try:
+            super().parse_core(argv)
+        except ParseError as exc:
+            raise self._bad_command_line(exc) from None
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            raise self._bad_command_line(exc) from None
+
+    def parse_cleanup(self) -> None:
+        try:
+            super().parse_cleanup()
+        except ParseError as exc:
+            raise self._bad_command_line(exc) from None
+
+    def _bad_command_line(self, exc: ParseError) -> Exit:
+        task = getattr(exc.context, "name", None)
+        hint = (f"`{self.binary} {task} --help` lists its options" if task
+                else f"`{self.binary} --list` lists the tasks")
+        return _exit(ConfigError(str(exc).rstrip("!"), hint=hint))
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, str]:
@@ -46,17 +82,21 @@ def parse_params(pairs: list[str] | None) -> dict[str, str]:
     problems = []
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            problems.append(f"--param {pair!r}: expected key=value")
+            problems.append(f"{pair!r} is not name=value")
+        elif key in out and out[key] != value:
+            problems.append(f"{key} given twice ({out[key]!r}, then {value!r})")
         else:
-            out[key.strip()] = value
+            out[key] = value
     if problems:
-        raise ConfigError("bad --param", problems=problems)
+        raise ConfigError("bad --param", problems=problems,
+                          hint="pass each parameter once as --param name=value")
     return out
 
 
 def parse_time(text: str, flag: str) -> datetime | None:
-    """An ISO-8601 time (``2026-11-22T03:01:00Z``) or None when empty."""
+    """An ISO-8601 time in the past (``2026-11-22T03:01:00Z``), or None when empty."""
     if not text:
         return None
     try:
@@ -64,29 +104,82 @@ def parse_time(text: str, flag: str) -> datetime | None:
     except ValueError:
         raise ConfigError(f"{flag} {text!r}: not an ISO-8601 time",
                           hint="use e.g. 2026-11-22T03:01:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    now = datetime.now(UTC)
+    if value > now:
+        raise ConfigError(f"{flag} {text}: in the future (it is {now:%Y-%m-%dT%H:%M:%SZ} now)",
+                          hint="give the time the outage began, in UTC or with its offset")
+    return value
+
+
+def parse_positive(text: str, flag: str, *, kind: type[int] | type[float] = float,
+                   example: str) -> Any:
+    """A number greater than 0 given as ``flag``, or a ConfigError saying so."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{flag} {text!r}: expected {what} greater than 0",
+                          hint=f"e.g. {flag} {example}")
+    return value
+
+
+def parse_duration_flag(text: str, flag: str, *, hint: str) -> float:
+    """A duration given as ``flag`` (``30s``, ``2m``; a bare number is seconds)."""
+    try:
+        try:
+            value: str | float = float(text)
+        except ValueError:
+            value = text
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {exc}", hint=hint) from None
+
+
+def check_run_id(text: str) -> str:
+    """``text`` if it has the shape of a run id, else a ConfigError saying what one looks like."""
+    if not RUN_ID_RE.match(text):
+        raise ConfigError(f"{text!r} is not a run id (they look like 20261122T030112Z-RB-DR-003)",
+                          hint="`drkit status` lists the recent runs")
+    return text
 
 
 def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
                 dry_run: bool = False, yes: bool = False, resume: str = "",
                 from_step: str = "", only: str = "", break_lock: bool = False,
                 json_mode: bool = False, incident_start: str = "",
-                resume_command: str = "drkit resume {run_id}") -> None:
-    """Run (or resume) a runbook and print the outcome; errors leave as DrkitError."""
+                resume_command: str = "drkit resume {run_id}",
+                check_env: Callable[[Environment], Any] | None = None) -> None:
+    """Run (or resume) a runbook and print the outcome; errors leave as DrkitError.
+
+    Every option is checked before anything runs: alone, together, and against the
+    environment's settings by ``check_env`` (a task's own rules, e.g. a known region)."""
+    if from_step and only:
+        raise ConfigError(f"--from {from_step} and --only {only} together: --from runs the "
+                          "steps from one on, --only runs one step", hint="pass one of them")
+    if dry_run and break_lock:
+        raise ConfigError("--break-lock with --dry-run: a dry run only reads the lock",
+                          hint="drop --break-lock, or run for real to break a stale lock")
+    if resume:
+        check_run_id(resume)
+        if dry_run:
+            raise ConfigError(f"--dry-run with --resume: run {resume} continues as it started",
+                              hint="drop --dry-run")
+    started = parse_time(incident_start, "--incident-start")
     project = find_project()
     environment = load_environment(project, env or None)
+    if check_env:
+        check_env(environment)
     display = make_display(json_mode=json_mode)
     options = RunOptions(dry_run=dry_run, yes=yes, resume=resume or None,
                          from_step=from_step or None, only=only or None,
-                         break_lock=break_lock,
-                         incident_start=parse_time(incident_start, "--incident-start"),
+                         break_lock=break_lock, incident_start=started,
                          resume_command=resume_command)
     engine = Engine(project, environment, display, options)
     try:
         if resume:
-            if params:
-                raise ConfigError("a resumed run keeps its own parameters; drop the others",
-                                  hint=resume_command.format(run_id=resume))
             engine.resume(resume)
         else:
             path = resolve_runbook(runbook_ref, project.runbooks_dir)

@@ -8,39 +8,62 @@ from __future__ import annotations
 
 from invoke import task
 
-from drkit.cli.common import maps_errors, run_runbook
+from drkit.cli.common import check_run_id, maps_errors, run_runbook
 from drkit.cli.runs import RUN_HELP
 from drkit.errors import ConfigError
 
 FAILOVER_RUNBOOK = "RB-DR-003"
+MODES = ("planned", "unplanned")
 
 
-def _dr_run(runbook: str, params: dict, *, task_name: str, resume: str, **options) -> None:
+def _dr_run(params: dict, *, task_name: str, resume: str, given: dict[str, object],
+            example_region: str, **options) -> None:
+    """Run RB-DR-003 with ``params``, or resume one of its runs. ``given`` maps each
+    task flag that sets a parameter to its value: a resumed run keeps its own."""
     resume_command = f"invoke {task_name} --resume {{run_id}}"
     if resume:
+        check_run_id(resume)
+        extra = [flag for flag, value in given.items() if value]
+        if extra:
+            raise ConfigError(f"--resume {resume} continues that run with its own parameters; "
+                              f"{', '.join(extra)} cannot change them",
+                              hint=f"drop {', '.join(extra)}")
+        if not resume.endswith(f"-{FAILOVER_RUNBOOK}"):
+            raise ConfigError(f"--resume {resume}: not a run of {FAILOVER_RUNBOOK}",
+                              hint=f"resume it with: drkit resume {resume}")
         run_runbook("", {}, resume=resume, resume_command=resume_command, **options)
     else:
-        run_runbook(runbook, params, resume_command=resume_command, **options)
+        if not params["region"]:
+            raise ConfigError(f"{task_name} needs --region (or --resume RUN_ID)",
+                              hint=f"e.g. drkit {task_name} --region {example_region}")
+        run_runbook(FAILOVER_RUNBOOK, params, resume_command=resume_command,
+                    check_env=lambda environment: environment.region(params["region"]),
+                    **options)
 
 
 @task(help={
     "region": "region to fail over to, e.g. eu-west (see inventory/<env> drkit settings)",
-    "mode": "planned (primary reachable: zero-loss switchover) or unplanned (primary lost)",
+    "mode": "planned (default; primary reachable: zero-loss switchover) or unplanned "
+            "(primary lost)",
     "allow-data-loss": "unplanned only: accept replica lag beyond the RPO target "
                        "(an approval then shows the estimated loss)",
     **RUN_HELP})
 @maps_errors
-def failover(c, region="", mode="planned", allow_data_loss=False, incident_start="",
+def failover(c, region="", mode="", allow_data_loss=False, incident_start="",
              dry_run=False, yes=False, resume="", env="", json_=False, break_lock=False,
              from_="", only=""):
     """RB-DR-003: move the database primary, the application and DNS to another region."""
-    if not region and not resume:
-        raise ConfigError("which region?", hint="invoke failover --region eu-west")
-    _dr_run(FAILOVER_RUNBOOK,
-            {"region": region, "mode": mode, "allow_data_loss": allow_data_loss},
-            task_name="failover", resume=resume, env=env, dry_run=dry_run, yes=yes,
-            json_mode=json_, break_lock=break_lock, incident_start=incident_start,
-            from_step=from_, only=only)
+    if mode and mode not in MODES:
+        raise ConfigError(f"--mode {mode!r}: not a mode", hint=f"use one of: {', '.join(MODES)}")
+    if allow_data_loss and mode != "unplanned" and not resume:
+        raise ConfigError("--allow-data-loss applies to an unplanned failover only "
+                          "(a planned one loses nothing)",
+                          hint="add --mode unplanned, or drop --allow-data-loss")
+    _dr_run({"region": region, "mode": mode or "planned", "allow_data_loss": allow_data_loss},
+            task_name="failover", resume=resume, example_region="eu-west",
+            given={"--region": region, "--mode": mode, "--allow-data-loss": allow_data_loss},
+            env=env, dry_run=dry_run, yes=yes, json_mode=json_, break_lock=break_lock,
+            incident_start=incident_start, from_step=from_, only=only)
 
 
 @task(help={
@@ -51,9 +74,8 @@ def failback(c, region="", incident_start="", dry_run=False, yes=False, resume="
              json_=False, break_lock=False, from_="", only=""):
     """RB-DR-003 with failback: rejoin the old primary as a replica, switch back with zero
     loss, scale the DR region back to its baseline."""
-    if not region and not resume:
-        raise ConfigError("which region?", hint="invoke failback --region us-east")
-    _dr_run(FAILOVER_RUNBOOK, {"region": region, "mode": "planned", "failback": True},
-            task_name="failback", resume=resume,
+    _dr_run({"region": region, "mode": "planned", "failback": True},
+            task_name="failback", resume=resume, given={"--region": region},
+            example_region="us-east",
             env=env, dry_run=dry_run, yes=yes, json_mode=json_, break_lock=break_lock,
             incident_start=incident_start, from_step=from_, only=only)

@@ -7,11 +7,15 @@ import sys
 
 from invoke import Collection, task
 
-from drkit.cli.common import maps_errors
+from drkit.cli.common import maps_errors, parse_duration_flag, parse_positive
+from drkit.env import load_environment
 from drkit.errors import ConfigError
 from drkit.project import find_project
 
-CHAOS_KINDS = ("zone-outage", "region-outage", "node-kill", "corrupt", "restore")
+#: Each kind of chaos and the options it takes (all but restore need theirs).
+CHAOS_OPTIONS = {"zone-outage": ("zone",), "region-outage": ("region",), "node-kill": ("host",),
+                 "corrupt": ("table",), "restore": ("zone", "region", "host")}
+CHAOS_KINDS = tuple(CHAOS_OPTIONS)
 
 
 def _say(line: str) -> None:
@@ -91,29 +95,42 @@ def reset(c):
     _controller().reset(find_project().root, progress=_say)
 
 
-@task(positional=["kind"], help={
+CHAOS_HELP = {
     "kind": f"one of: {', '.join(CHAOS_KINDS)}",
     "zone": "availability zone, e.g. eu-west-1a (zone-outage, restore)",
     "region": "region, e.g. us-east or us-east-1 (region-outage, restore)",
     "host": "instance id, name or IP (node-kill, restore)",
-    "table": "table to drop on the primary (corrupt)"})
+    "table": "table to drop on the primary (corrupt)"}
+
+
+@task(positional=["kind"], help=CHAOS_HELP)
 @maps_errors
 def chaos(c, kind, zone="", region="", host="", table=""):
     """Break the lab on purpose: zone/region outages, a crashed node, a dropped table;
     `restore` undoes outages and node kills (all, or the one named)."""
     from drkit.lab import chaos as lab_chaos
+    from drkit.lab.controller import INVENTORY_DIR
     from drkit.lab.paths import LabPaths
 
-    _controller()  # registers the database's chaos hook
-
-    lab = LabPaths.for_project(find_project().root)
-    need = {"zone-outage": ("zone", zone), "region-outage": ("region", region),
-            "node-kill": ("host", host), "corrupt": ("table", table)}
-    if kind not in CHAOS_KINDS:
+    if kind not in CHAOS_OPTIONS:
         raise ConfigError(f"unknown chaos kind '{kind}'",
                           hint=f"use one of: {', '.join(CHAOS_KINDS)}")
-    if kind in need and not need[kind][1]:
-        raise ConfigError(f"{kind} needs --{need[kind][0]}")
+    given = {"zone": zone, "region": region, "host": host, "table": table}
+    takes = CHAOS_OPTIONS[kind]
+    extra = [f"--{name}" for name, value in given.items() if value and name not in takes]
+    if extra:
+        raise ConfigError(f"{kind} does not take {', '.join(extra)}",
+                          hint=f"drop {', '.join(extra)} ({kind} takes "
+                               f"{' or '.join(f'--{t}' for t in takes)})")
+    if kind != "restore" and not given[takes[0]]:
+        raise ConfigError(f"{kind} needs --{takes[0]}",
+                          hint=f"--{takes[0]}: {CHAOS_HELP[takes[0]]}")
+    project = find_project()
+    lab = LabPaths.for_project(project.root)
+    regions = load_environment(project, str(project.root / INVENTORY_DIR)).regions
+    lab_chaos.check_target(lab, regions, zone=zone, region=region, host=host, table=table)
+
+    _controller()  # registers the database's chaos hook
     if kind == "zone-outage":
         lines = lab_chaos.zone_outage(lab, zone)
     elif kind == "region-outage":
@@ -130,30 +147,36 @@ def chaos(c, kind, zone="", region="", host="", table=""):
     sys.stdout.flush()
 
 
-@task(help={"rate": "writes per second", "for": "how long (30s, 2m); 0 = until Ctrl-C",
+@task(help={"rate": "writes per second, more than 0 (default 100)",
+            "for": "how long (30s, 2m; default 60s); 0 = until Ctrl-C",
             "out": "directory for the acknowledgements and the report "
                    "(default .drkit/lab/canary/<time>)"})
 @maps_errors
-def canary(c, rate=100.0, for_="60s", out=""):
+def canary(c, rate="100", for_="60s", out=""):
     """Write numbered rows through db.lab.internal, then report client-observed write
     downtime and acknowledged writes missing from the current primary."""
     import signal
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from drkit.durations import parse_duration
     from drkit.lab import canary as lab_canary
     from drkit.lab import database
 
+    writes_per_s = parse_positive(rate, "--rate", example="100")
+    duration_s = parse_duration_flag(for_, "--for",
+                                     hint="or --for 0 to write until Ctrl-C")
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory",
+                          hint="name a directory (it is created if missing)")
     project = find_project()
     out_dir = Path(out) if out else (project.state_dir / "lab" / "canary"
                                      / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    config = database.canary_config(out_dir, rate=float(rate),
-                                    duration_s=parse_duration(for_) or None)
+    config = database.canary_config(out_dir, rate=writes_per_s, duration_s=duration_s or None)
     run = lab_canary.Canary(config)
     signal.signal(signal.SIGTERM, lambda s, f: run.stop())
     signal.signal(signal.SIGINT, lambda s, f: run.stop())
-    print(f"canary: {rate} writes/s to {config.name} for {for_}; acks in {out_dir}", flush=True)
+    print(f"canary: {writes_per_s:g} writes/s to {config.name} for "
+          f"{for_ if duration_s else 'until Ctrl-C'}; acks in {out_dir}", flush=True)
     run.run()
     result = database.canary_report(out_dir)
     print(json.dumps({k: v for k, v in result.items() if k != "lost_seqs"}, indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from drkit.cli.common import maps_errors, parse_params, run_runbook
+from drkit.cli.common import check_run_id, maps_errors, parse_params, parse_positive, run_runbook
 from drkit.durations import format_duration
 from drkit.env import load_environment
 from drkit.errors import ConfigError
@@ -84,10 +84,11 @@ def validate(c, env=""):
 
 
 @task(help={"env": "environment (default: $DRKIT_ENV or lab)",
-            "limit": "how many recent runs to list"})
+            "limit": "how many recent runs to list (default 10)"})
 @maps_errors
-def status(c, env="", limit=10):
+def status(c, env="", limit="10"):
     """Who holds the environment's lock, and the latest runs."""
+    count = parse_positive(limit, "--limit", kind=int, example="10")
     project = find_project()
     environment = load_environment(project, env or None)
     lock = make_lock(environment.settings.get("lock") or {"backend": "file"},
@@ -96,7 +97,7 @@ def status(c, env="", limit=10):
                      endpoint_url=(environment.settings.get("aws") or {}).get("endpoint_url"))
     holder = lock.read()
     print(f"lock {environment.name}: " + (f"held by {holder.describe()}" if holder else "free"))
-    for run_id in list_runs(project.runs_dir)[-int(limit):]:
+    for run_id in list_runs(project.runs_dir)[-count:]:
         try:
             state = RunState.from_events(read_events(project.runs_dir / run_id / "journal.jsonl"))
         except ConfigError as exc:
@@ -113,7 +114,7 @@ def status(c, env="", limit=10):
 def report(c, run_id):
     """Rebuild a run's reports from its journal and print where they are."""
     project = find_project()
-    run_dir = find_run(project.runs_dir, run_id)
+    run_dir = find_run(project.runs_dir, check_run_id(run_id))
     first = read_events(run_dir / "journal.jsonl")[0]
     runbook = load_runbook(__import__("pathlib").Path(first["runbook_path"]))
     environment = load_environment(project, first["env"])

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drkit.errors import LabError
+from drkit.errors import ConfigError, LabError
 from drkit.fsutil import atomic_write_json
 from drkit.lab import netns, paths
 from drkit.lab.hosts import kill_host_processes
@@ -87,15 +87,41 @@ def region_outage(lab: paths.LabPaths, region: str) -> list[str]:
 
 
 def find_host(lab: paths.LabPaths, host: str) -> dict[str, Any]:
-    """The hosts.json row for an instance id, Name tag, IP or namespace."""
+    """The hosts.json row for an instance id, Name tag, IP or namespace (a
+    ConfigError when no running host, or more than one, matches)."""
     rows = read_view(lab)["instances"]
     matches = [r for r in rows if host in (r["instance_id"], r["name"], r["ip"], r["ns"])
                and r["state"] == "running"]
     if len(matches) != 1:
         names = ", ".join(f"{r['name']} ({r['ip']})" for r in rows if r["state"] == "running")
-        raise LabError(f"{'no' if not matches else 'more than one'} running host matches "
-                       f"{host!r}", hint=f"running hosts: {names or 'none'}")
+        raise ConfigError(f"{'no' if not matches else 'more than one'} running host matches "
+                          f"{host!r}", hint=f"running hosts: {names}" if names else
+                          "the lab has no running host (is it up? see `drkit lab.status`)")
     return matches[0]
+
+
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def check_target(lab: paths.LabPaths, regions: dict[str, dict[str, Any]], *, zone: str = "",
+                 region: str = "", host: str = "", table: str = "") -> None:
+    """Refuse, before anything is touched, a zone, region, host or table the lab
+    cannot have: regions and zones by the lab environment's settings (``regions``,
+    as in inventory/lab), hosts by the reconciler's view. Raises ConfigError."""
+    names = sorted(regions)
+    clouds = [str(regions[n].get("cloud_region")) for n in names]
+    if region and region not in names and region not in clouds:
+        raise ConfigError(f"unknown region {region!r}",
+                          hint=f"the lab's regions: {', '.join(names)} "
+                               f"(or by cloud name: {', '.join(clouds)})")
+    zones = sorted(z for r in regions.values() for z in r.get("zones") or [])
+    if zone and zone not in zones:
+        raise ConfigError(f"unknown zone {zone!r}", hint=f"the lab's zones: {', '.join(zones)}")
+    if table and not _TABLE.fullmatch(table):
+        raise ConfigError(f"--table {table!r}: not a plain table name",
+                          hint="use letters, digits and _ (at most 63), e.g. --table orders")
+    if host:
+        find_host(lab, host)
 
 
 def node_kill(lab: paths.LabPaths, host: str) -> list[str]:

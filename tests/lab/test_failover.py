@@ -189,7 +189,7 @@ def test_bad_input_is_refused_with_its_exit_code_and_changes_nothing(lab, tmp_pa
     before, dns_before = node_rows(), db_answer()
 
     _refused(lab, drkit("failover", "--region", "mars", "--yes"),
-             ExitCode.PREFLIGHT_FAILED, "unknown region mars")
+             ExitCode.BAD_INPUT, "unknown region 'mars'")
     _refused(lab, drkit("failover", "--region", "us-east", "--yes"),
              ExitCode.PREFLIGHT_FAILED, "us-east already holds the primary")
 

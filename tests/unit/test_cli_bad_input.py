@@ -1,0 +1,155 @@
+"""Wrong command lines are refused before anything runs: exit 2, one line saying what
+is wrong and what to do, and nothing written.
+
+The CLI runs in-process (the `drkit` program with its task tree) in a throwaway
+project whose lab directory is empty: no lab is needed, and none is touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from drkit.cli import program
+from drkit.errors import ExitCode
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "engine"
+
+A_DR_RUN = "20261122T030112Z-RB-DR-003"
+A_TEST_RUN = "20261122T030112Z-RB-TEST-001"
+FUTURE = "2999-01-01T00:00:00Z"
+LAB = ("--env", "lab")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project with the fixture runbooks, RB-DR-003 and the `test` and `lab`
+    environments; its state and lab directories do not exist yet."""
+    root = tmp_path / "project"
+    (root / "runbooks").mkdir(parents=True)
+    for rb in [*FIXTURES.glob("RB-*.yml"), *(REPO / "runbooks").glob("RB-*.yml")]:
+        shutil.copy(rb, root / "runbooks" / rb.name)
+    shutil.copytree(FIXTURES / "inventory", root / "inventory" / "test")
+    shutil.copytree(REPO / "inventory" / "lab", root / "inventory" / "lab")
+    monkeypatch.setenv("DRKIT_PROJECT", str(root))
+    monkeypatch.setenv("DRKIT_STATE_DIR", str(root / ".drkit"))
+    monkeypatch.setenv("DRKIT_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.setenv("DRKIT_ENV", "test")
+    return root
+
+
+def drkit(*args: str) -> int:
+    """Run `drkit ARGS` in-process; its exit code."""
+    try:
+        program().run(["drkit", *args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.parent.rglob("*")}
+
+
+BAD_INPUT = [
+    # run
+    (["run"], "did not receive required positional arguments: 'runbook'"),
+    (["run", "RB-NOPE"], "no runbook 'RB-NOPE'"),
+    (["run", "RB-TEST-001", "-p", "hold=soon"], "params.hold: 'soon' is not a number"),
+    (["run", "RB-TEST-001", "-p", "hold"], "'hold' is not name=value"),
+    (["run", "RB-TEST-001", "-p", "hold=1", "-p", "hold=2"], "hold given twice"),
+    (["run", "RB-TEST-001", "--from", "nope"], "--from nope: no such step in RB-TEST-001"),
+    (["run", "RB-TEST-001", "--from", "middle", "--only", "last"],
+     "--from middle and --only last together"),
+    (["run", "RB-TEST-001", "--dry-run", "--break-lock"], "--break-lock with --dry-run"),
+    (["run", "RB-TEST-001", "--env", "nope"], "unknown environment 'nope'"),
+    (["run", "RB-TEST-001", "--incident-start", "yesterday"], "not an ISO-8601 time"),
+    (["run", "RB-TEST-001", "--incident-start", FUTURE], "in the future"),
+    (["run", "RB-TEST-001", "--bogus"], "No idea what '--bogus' is"),
+    # resume, report
+    (["resume"], "did not receive required positional arguments: 'run_id'"),
+    (["resume", "last-tuesday"], "'last-tuesday' is not a run id"),
+    (["resume", "../../etc"], "'../../etc' is not a run id"),
+    (["resume", A_TEST_RUN], f"no run '{A_TEST_RUN}'"),
+    (["resume", A_TEST_RUN, "--only", "a", "--from", "b"], "--from b and --only a together"),
+    (["report", "garbage"], "'garbage' is not a run id"),
+    (["report", A_TEST_RUN], f"no run '{A_TEST_RUN}'"),
+    # runbooks, show, validate, status
+    (["runbooks", "extra"], "No idea what 'extra' is"),
+    (["show", "RB-NOPE"], "no runbook 'RB-NOPE'"),
+    (["validate", "--env", "nope"], "unknown environment 'nope'"),
+    (["status", "--limit", "0"], "--limit '0': expected a whole number greater than 0"),
+    (["status", "--limit", "ten"], "--limit 'ten': expected a whole number greater than 0"),
+    (["status", "--env", "nope"], "unknown environment 'nope'"),
+    # failover, failback
+    (["failover", *LAB], "failover needs --region"),
+    (["failover", "--region", "mars", *LAB], "unknown region 'mars' in environment lab"),
+    (["failover", "--region", "eu-west-1", *LAB], "unknown region 'eu-west-1'"),
+    (["failover", "--region", "eu-west", "--mode", "sideways", *LAB], "--mode 'sideways'"),
+    (["failover", "--region", "eu-west", "--allow-data-loss", *LAB],
+     "--allow-data-loss applies to an unplanned failover only"),
+    (["failover", "--region", "eu-west", "--only", "nope", *LAB],
+     "--only nope: no such step in RB-DR-003"),
+    (["failover", "--region", "eu-west", "--incident-start", FUTURE, *LAB], "in the future"),
+    (["failover", "--resume", A_DR_RUN, "--region", "eu-west"], "--region cannot change them"),
+    (["failover", "--resume", A_DR_RUN, "--mode", "unplanned", "--allow-data-loss"],
+     "--mode, --allow-data-loss cannot change them"),
+    (["failover", "--resume", A_DR_RUN, "--dry-run"], "--dry-run with --resume"),
+    (["failover", "--resume", A_TEST_RUN], "not a run of RB-DR-003"),
+    (["failover", "--resume", "yesterday"], "'yesterday' is not a run id"),
+    (["failback", *LAB], "failback needs --region"),
+    (["failback", "--region", "pluto", *LAB], "unknown region 'pluto' in environment lab"),
+    (["failback", "--resume", A_DR_RUN, "--region", "us-east"], "--region cannot change them"),
+    # the lab
+    (["lab.up", "--no-configur"], "No idea what '--no-configur' is"),
+    (["lab.down", "now"], "No idea what 'now' is"),
+    (["lab.status", "--yaml"], "No idea what '--yaml' is"),
+    (["lab.reset", "--hard"], "No idea what '--hard' is"),
+    (["lab.chaos"], "did not receive required positional arguments: 'kind'"),
+    (["lab.chaos", "meteor"], "unknown chaos kind 'meteor'"),
+    (["lab.chaos", "region-outage"], "region-outage needs --region"),
+    (["lab.chaos", "region-outage", "--region", "pluto"], "unknown region 'pluto'"),
+    (["lab.chaos", "zone-outage", "--zone", "us-east-1z"], "unknown zone 'us-east-1z'"),
+    (["lab.chaos", "zone-outage", "--zone", "us-east-1a", "--region", "us-east"],
+     "zone-outage does not take --region"),
+    (["lab.chaos", "node-kill", "--host", "nosuch"], "no running host matches 'nosuch'"),
+    (["lab.chaos", "corrupt", "--table", 'x"; drop'], "not a plain table name"),
+    (["lab.chaos", "restore", "--table", "orders"], "restore does not take --table"),
+    (["lab.chaos", "restore", "--region", "mars-west-9"], "unknown region 'mars-west-9'"),
+    (["lab.canary", "--rate", "0"], "--rate '0': expected a number greater than 0"),
+    (["lab.canary", "--rate", "-5"], "--rate '-5': expected a number greater than 0"),
+    (["lab.canary", "--rate", "fast"], "--rate 'fast': expected a number greater than 0"),
+    (["lab.canary", "--for", "forever"], "--for 'forever' is not a duration"),
+    (["lab.canary", "--out", "{project}/runbooks/RB-TEST-001-steps.yml"],
+     "exists and is not a directory"),
+    # the program itself
+    (["--nope"], "No idea what '--nope' is"),
+    (["nosuchtask"], "No idea what 'nosuchtask' is"),
+]
+
+
+@pytest.mark.parametrize(("argv", "says"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(project, monkeypatch, capsys,
+                                                             argv, says):
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError(f"drkit {' '.join(argv)} went past its checks")
+
+    # Past the checks a run takes the lock and the lab tasks reach the lab: neither may
+    # happen (and if one did, it must not touch a lab someone else is using).
+    monkeypatch.setattr("drkit.engine.Engine._locked", must_not_run)
+    monkeypatch.setattr("drkit.cli.lab._controller", must_not_run)
+    monkeypatch.setattr("drkit.lab.database.canary_config", must_not_run)
+    before = _files(project)
+
+    code = drkit(*(a.format(project=project) for a in argv))
+
+    out, err = capsys.readouterr()
+    assert code == ExitCode.BAD_INPUT, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("drkit: "), err
+    assert says in lines[0], lines[0]
+    assert out == ""
+    assert _files(project) == before  # no run directory, no lock, no lab state
