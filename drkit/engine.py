@@ -6,6 +6,7 @@ Order of a run (each decision is journaled as a one-line ``decision`` event):
    no ``--yes``) refused, the environment's lock taken (a dry run only reads it).
 2. Preflight checks, all of them, findings reported together (not on resume:
    they held when the run started, and a half-done failover would fail them).
+   A run they refuse changed nothing and cannot be resumed.
 3. Steps in order. The journal gets ``step_started`` before the step's side
    effect and ``step_finished`` after, both fsynced, so a run killed at any
    instant resumes by skipping completed steps and re-running the interrupted one.
@@ -46,7 +47,7 @@ from drkit.journal import Journal, RunState, find_run, new_run_id, parse_ts, rea
 from drkit.lock import LockHolder, make_lock
 from drkit.project import Project
 from drkit.redact import redact
-from drkit.report import write_reports
+from drkit.report import outcome, refused_by_preflight, write_reports
 from drkit.runbook import Runbook, Step, bind_params, blocks, load_runbook, render_spec
 from drkit.steps import Runtime, StepOutcome, ask_on_terminal, execute
 from drkit.templating import evaluate
@@ -78,6 +79,8 @@ class RunResult:
     reports: dict[str, Path] = field(default_factory=dict)
     dry_run_summary: list[str] = field(default_factory=list)
     dry_run: bool = False
+    #: How it went in one line ("refused by preflight; nothing changed", ...).
+    outcome: str = ""
 
 
 class Engine:
@@ -131,17 +134,22 @@ class Engine:
         """Continue a run from its journal: completed steps are skipped, the
         interrupted (or failed) one runs again."""
         run_dir = find_run(self.project.runs_dir, run_id)
-        state = RunState.from_events(read_events(run_dir / "journal.jsonl"))
+        events = read_events(run_dir / "journal.jsonl")
+        state = RunState.from_events(events)
         if state.status == "succeeded":
             raise ConfigError(f"run {run_id} already succeeded; there is nothing to resume")
         if state.dry_run:
             raise ConfigError(f"run {run_id} was a dry run; start a real run instead")
+        if refused_by_preflight(events):
+            # Its steps never ran, and a resume skips the preflight: start afresh.
+            raise ConfigError(f"run {run_id} was refused by its preflight; nothing to resume",
+                              hint="start a new run, whose preflight checks again")
         if state.env != self.env.name:
             raise ConfigError(
                 f"run {run_id} ran on environment {state.env}, not {self.env.name}",
                 hint=f"resume it with --env {state.env}",
             )
-        started = read_events(run_dir / "journal.jsonl")[0]
+        started = events[0]
         runbook = load_runbook(Path(started["runbook_path"]))
         self._check_step_selectors(runbook)
         params = dict(state.params)
@@ -437,7 +445,10 @@ class Engine:
         result = RunResult(run_id=run_id, run_dir=run_dir, status=status, rto_s=rto_s,
                            rpo_s=rpo_s, targets_met=targets_met, reports=reports,
                            dry_run_summary=list(self.would_change),
-                           dry_run=self.options.dry_run)
+                           dry_run=self.options.dry_run,
+                           outcome=outcome(status=status, dry_run=self.options.dry_run,
+                                           refused=refused_by_preflight(self.journal.events()),
+                                           rto_s=rto_s, rpo_s=rpo_s, targets_met=targets_met))
         self.result = result
         if failure is not None:
             raise failure

@@ -16,7 +16,7 @@ from invoke import Program
 from invoke.exceptions import Exit, ParseError
 
 from drkit.display import make_display
-from drkit.durations import format_duration, parse_duration
+from drkit.durations import parse_duration
 from drkit.engine import Engine, RunOptions
 from drkit.env import Environment, load_environment
 from drkit.errors import ConfigError, DrkitError, ExitCode
@@ -196,8 +196,8 @@ def _print_outcome(result: Any, *, json_mode: bool, project_root: Path) -> None:
         project_root) else report
     if json_mode:
         print(json.dumps({"event": "result", "run_id": result.run_id, "status": result.status,
-                          "rto_s": result.rto_s, "rpo_s": result.rpo_s,
-                          "targets_met": result.targets_met,
+                          "outcome": result.outcome, "rto_s": result.rto_s,
+                          "rpo_s": result.rpo_s, "targets_met": result.targets_met,
                           "reports": {k: str(v) for k, v in result.reports.items()},
                           "would_change": result.dry_run_summary}))
         return
@@ -206,11 +206,5 @@ def _print_outcome(result: Any, *, json_mode: bool, project_root: Path) -> None:
         print("\nWhat would change (dry run, nothing was changed):", file=out)
         for line in result.dry_run_summary:
             print(f"  - {line}", file=out)
-    rto = "not measured" if result.rto_s is None else format_duration(result.rto_s)
-    rpo = "not measured" if result.rpo_s is None else format_duration(result.rpo_s)
-    if result.dry_run_summary is not None and getattr(result, "dry_run", False):
-        print(f"\n{result.run_id}: dry run {result.status}; nothing was changed", file=out)
-    else:
-        print(f"\n{result.run_id}: {result.status}; RTO {rto}, RPO {rpo}; targets "
-              f"{'met' if result.targets_met else 'NOT met'}", file=out)
+    print(f"\n{result.run_id}: {result.outcome}", file=out)
     print(f"report: {shown} (also report.html, report.json, junit.xml)", file=out)

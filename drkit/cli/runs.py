@@ -11,7 +11,7 @@ from drkit.errors import ConfigError
 from drkit.journal import RunState, find_run, list_runs, read_events
 from drkit.lock import make_lock
 from drkit.project import find_project
-from drkit.report import write_reports
+from drkit.report import refused_by_preflight, write_reports
 from drkit.runbook import load_runbook, load_runbooks, resolve_runbook, to_markdown
 
 RUN_HELP = {
@@ -99,11 +99,13 @@ def status(c, env="", limit="10"):
     print(f"lock {environment.name}: " + (f"held by {holder.describe()}" if holder else "free"))
     for run_id in list_runs(project.runs_dir)[-count:]:
         try:
-            state = RunState.from_events(read_events(project.runs_dir / run_id / "journal.jsonl"))
+            events = read_events(project.runs_dir / run_id / "journal.jsonl")
+            state = RunState.from_events(events)
         except ConfigError as exc:
             print(f"  {run_id}  unreadable: {exc.message}")
             continue
-        where = (f" at {state.interrupted_step}" if state.interrupted_step
+        where = (" (refused by preflight)" if refused_by_preflight(events)
+                 else f" at {state.interrupted_step}" if state.interrupted_step
                  else f" at {state.failed_step}" if state.failed_step else "")
         print(f"  {run_id}  {state.env:<8} {state.status}{where}"
               + (" (dry run)" if state.dry_run else ""))

@@ -14,7 +14,7 @@ from drkit.fsutil import atomic_write_json, atomic_write_text
 from drkit.report.html import to_html
 from drkit.report.junit import to_junit
 from drkit.report.markdown import to_markdown
-from drkit.report.model import build_model
+from drkit.report.model import build_model, outcome, refused_by_preflight
 
 
 def write_reports(run_dir: Path, *, runbook: Any, targets: dict[str, float],
@@ -35,4 +35,4 @@ def write_reports(run_dir: Path, *, runbook: Any, targets: dict[str, float],
     return paths
 
 
-__all__ = ["build_model", "write_reports"]
+__all__ = ["build_model", "outcome", "refused_by_preflight", "write_reports"]

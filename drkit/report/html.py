@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from drkit.durations import format_duration
-from drkit.report.markdown import _d, _met
+from drkit.report.markdown import REFUSED_NOTE, _d, _met, headline
 
 _COLORS = {"ok": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e",
            "interrupted": "#ef6c00", "running": "#f9a825"}
@@ -76,17 +76,21 @@ def to_html(m: dict[str, Any]) -> str:
         + f" <code>{escape(str(e['detail']))}</code></li>" for e in m["rpo_evidence"])
     approvals = "".join(f"<li>{escape(a['step'])}: {a['how']} by {escape(str(a['by']))}</li>"
                         for a in m["approvals"])
+    refused = (f"<h2>Refused by preflight</h2><p>{REFUSED_NOTE}</p><ul>"
+               + "".join(f"<li>{escape(f)}</li>" for f in m["preflight_findings"]) + "</ul>"
+               if m["refused_by_preflight"] else "")
     logs = "".join(f'<li><a href="{escape(v)}">{escape(k)}</a></li>'
                    for k, v in m["artifacts"].items())
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{escape(rb['id'])} {escape(m['run_id'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
-<h1>{escape(rb['id'])} {escape(rb['title'])}: {m['status'].upper()}
+<h1>{escape(rb['id'])} {escape(rb['title'])}: {headline(m)}
 {'(dry run)' if m['dry_run'] else ''}</h1>
+<p><b>{escape(m['outcome'])}</b></p>
 <p>Run <code>{escape(m['run_id'])}</code> on <b>{escape(m['env'])}</b>,
 started {m['started_at']}, finished {m['finished_at'] or 'not finished'}.</p>
-<table><tr><th></th><th>target</th><th>achieved</th><th></th></tr>
+{refused}<table><tr><th></th><th>target</th><th>achieved</th><th></th></tr>
 <tr><td>RTO</td><td>{_d(m['targets']['rto_s'])}</td><td>{_d(m['achieved']['rto_s'])}</td>
 <td>{_met(m['met']['rto'])}</td></tr>
 <tr><td>RPO</td><td>{_d(m['targets']['rpo_s'])}</td><td>{_d(m['achieved']['rpo_s'])}</td>

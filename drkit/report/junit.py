@@ -21,6 +21,12 @@ def to_junit(m: dict[str, Any]) -> str:
             fail.text = "\n".join(s.get("tail") or [])
         elif s["status"] == "skipped":
             ET.SubElement(case, "skipped")
+    if m["refused_by_preflight"]:  # a refused rehearsal is a failure, not a skipped run
+        cases += 1
+        failures += 1
+        case = ET.SubElement(suite, "testcase", classname=m["runbook"]["id"], name="preflight")
+        fail = ET.SubElement(case, "failure", message=m["outcome"])
+        fail.text = "\n".join(m["preflight_findings"])
     for key, label in (("rto", "RTO"), ("rpo", "RPO")):
         cases += 1
         case = ET.SubElement(suite, "testcase", classname=m["runbook"]["id"],

@@ -15,17 +15,31 @@ def _met(value: bool | None) -> str:
     return {True: "met", False: "MISSED", None: "n/a"}[value]
 
 
+#: What a report says of a run its preflight refused, above the findings.
+REFUSED_NOTE = "No step ran and nothing changed; no RTO or RPO was measured. Findings:"
+
+
+def headline(m: dict[str, Any]) -> str:
+    """The status a report's title shows: FAILED, SUCCEEDED, or REFUSED BY PREFLIGHT."""
+    return "REFUSED BY PREFLIGHT" if m["refused_by_preflight"] else m["status"].upper()
+
+
 def to_markdown(m: dict[str, Any]) -> str:
     rb = m["runbook"]
     lines = [
-        f"# {rb['id']} {rb['title']}: {m['status'].upper()}"
-        + (" (dry run)" if m["dry_run"] else ""),
+        f"# {rb['id']} {rb['title']}: {headline(m)}" + (" (dry run)" if m["dry_run"] else ""),
         "",
+        f"- Outcome: {m['outcome']}",
         f"- Run: `{m['run_id']}` on environment `{m['env']}`",
         f"- Started: {m['started_at']}; finished: {m['finished_at'] or 'not finished'}"
         + (f" ({_d(m['duration_s'])})" if m["duration_s"] is not None else ""),
         f"- Parameters: {', '.join(f'{k}={v}' for k, v in m['params'].items()) or 'none'}",
         "",
+    ]
+    if m["refused_by_preflight"]:
+        lines += ["## Refused by preflight", "", REFUSED_NOTE, ""]
+        lines += [f"- {f}" for f in m["preflight_findings"]] + [""]
+    lines += [
         "## Targets",
         "",
         "| | target | achieved | |",

@@ -6,7 +6,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from drkit.durations import format_duration
 from drkit.journal import RunState, parse_ts, read_events
+
+
+def refused_by_preflight(events: list[dict[str, Any]]) -> bool:
+    """Whether the run's preflight refused it (then no step ran and nothing changed)."""
+    return any(e["event"] == "preflight_finished" and not e["ok"] for e in events)
+
+
+def outcome(*, status: str, dry_run: bool, refused: bool, rto_s: float | None,
+            rpo_s: float | None, targets_met: bool) -> str:
+    """How a run went, in the one line printed at its end and heading its reports."""
+    if refused:
+        return ("dry run " if dry_run else "") + "refused by preflight; nothing changed"
+    if dry_run:
+        return f"dry run {status}; nothing was changed"
+    rto = "not measured" if rto_s is None else format_duration(rto_s)
+    rpo = "not measured" if rpo_s is None else format_duration(rpo_s)
+    return f"{status}; RTO {rto}, RPO {rpo}; targets {'met' if targets_met else 'NOT met'}"
 
 
 def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
@@ -48,6 +66,8 @@ def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
 
     rto = finished["rto_s"] if finished else None
     rpo = finished["rpo_s"] if finished else None
+    targets_met = bool(finished and finished["targets_met"])
+    refused = refused_by_preflight(events)
     return {
         "run_id": state.run_id,
         "runbook": {"id": state.runbook,
@@ -57,6 +77,11 @@ def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
         "params": state.params,
         "dry_run": state.dry_run,
         "status": state.status,
+        "outcome": outcome(status=state.status, dry_run=state.dry_run, refused=refused,
+                           rto_s=rto, rpo_s=rpo, targets_met=targets_met),
+        "refused_by_preflight": refused,
+        "preflight_findings": [f for e in events if e["event"] == "preflight_finished"
+                               for f in e["findings"]],
         "started_at": state.started_at,
         "finished_at": state.finished_at,
         "duration_s": (round((parse_ts(state.finished_at) - t0).total_seconds(), 3)
@@ -68,7 +93,7 @@ def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
             "rto": None if rto is None else rto <= targets["rto_s"],
             "rpo": None if rpo is None else rpo <= targets["rpo_s"],
         },
-        "targets_met": bool(finished and finished["targets_met"]),
+        "targets_met": targets_met,
         "steps": list(steps.values()),
         "marks": state.marks,
         "rpo_evidence": list(state.rpo_evidence),

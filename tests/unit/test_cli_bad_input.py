@@ -1,5 +1,6 @@
 """Wrong command lines are refused before anything runs: exit 2, one line saying what
-is wrong and what to do, and nothing written.
+is wrong and what to do, and nothing written. And a run its preflight refuses says
+so, not that it missed its targets.
 
 The CLI runs in-process (the `drkit` program with its task tree) in a throwaway
 project whose lab directory is empty: no lab is needed, and none is touched.
@@ -7,6 +8,7 @@ project whose lab directory is empty: no lab is needed, and none is touched.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 from drkit.cli import program
 from drkit.errors import ExitCode
+from drkit.journal import read_events
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "engine"
@@ -153,3 +156,48 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(project, monkeypatch
     assert says in lines[0], lines[0]
     assert out == ""
     assert _files(project) == before  # no run directory, no lock, no lab state
+
+
+# ----------------------------------------------------------------------------- preflight
+
+
+def _refused_run(project: Path, marker: Path) -> tuple[int, str]:
+    code = drkit("run", "RB-TEST-005", "-p", f"marker={marker}")
+    return code, next((project / ".drkit" / "runs").iterdir()).name
+
+
+def test_a_preflight_refusal_says_so_and_not_that_targets_were_missed(project, tmp_path,
+                                                                      capsys):
+    marker = tmp_path / "changed"
+    code, run_id = _refused_run(project, marker)
+
+    out, err = capsys.readouterr()
+    assert code == ExitCode.PREFLIGHT_FAILED
+    assert f"{run_id}: refused by preflight; nothing changed" in out
+    assert "NOT met" not in out + err
+    assert "no-such-file does not exist" in err
+    assert not marker.exists()
+    run = project / ".drkit" / "runs" / run_id
+    report = json.loads((run / "report.json").read_text())
+    assert report["outcome"] == "refused by preflight; nothing changed"
+    assert report["preflight_findings"] == ["needed-exists: no-such-file does not exist"]
+    markdown = (run / "report.md").read_text()
+    assert "REFUSED BY PREFLIGHT" in markdown and "NOT met" not in markdown
+    assert "refused by preflight" in (run / "report.html").read_text()
+    assert '<testcase classname="RB-TEST-005" name="preflight">' in (
+        run / "junit.xml").read_text()
+
+
+def test_a_refused_run_cannot_be_resumed_past_its_preflight(project, tmp_path, capsys):
+    marker = tmp_path / "changed"
+    _, run_id = _refused_run(project, marker)
+    journal = project / ".drkit" / "runs" / run_id / "journal.jsonl"
+    events = read_events(journal)
+    capsys.readouterr()
+
+    code = drkit("resume", run_id)
+
+    assert code == ExitCode.BAD_INPUT
+    assert "was refused by its preflight; nothing to resume" in capsys.readouterr().err
+    assert read_events(journal) == events
+    assert not marker.exists()
