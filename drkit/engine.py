@@ -5,8 +5,9 @@ Order of a run (each decision is journaled as a one-line ``decision`` event):
 1. Before anything: parameters bound, approvals that cannot be given (no terminal,
    no ``--yes``) refused, the environment's lock taken (a dry run only reads it).
 2. Preflight checks, all of them, findings reported together (not on resume:
-   they held when the run started, and a half-done failover would fail them).
-   A run they refuse changed nothing and cannot be resumed.
+   they held when the run started, and a half-done failover would fail them;
+   unless they never finished). A run they refuse changed nothing and cannot
+   be resumed.
 3. Steps in order. The journal gets ``step_started`` before the step's side
    effect and ``step_finished`` after, both fsynced, so a run killed at any
    instant resumes by skipping completed steps and re-running the interrupted one.
@@ -193,7 +194,11 @@ class Engine:
         failure: DrkitError | None = None
         try:
             with _sigterm_as_interrupt():
-                if state is None:
+                preflight_done = any(e["event"] == "preflight_finished"
+                                     for e in self.journal.events())
+                if state is None or not preflight_done:
+                    if state is not None:
+                        self._decide(f"preflight again: it never finished in run {run_id}")
                     self._preflight(runbook, base_ctx, run_dir)
                 else:
                     self._decide(f"preflight skipped: it passed when run {run_id} started")

@@ -16,7 +16,8 @@ import pytest
 
 from drkit.cli import program
 from drkit.errors import ExitCode
-from drkit.journal import read_events
+from drkit.journal import Journal, read_events
+from drkit.runbook import load_runbook
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "engine"
@@ -200,4 +201,22 @@ def test_a_refused_run_cannot_be_resumed_past_its_preflight(project, tmp_path, c
     assert code == ExitCode.BAD_INPUT
     assert "was refused by its preflight; nothing to resume" in capsys.readouterr().err
     assert read_events(journal) == events
+    assert not marker.exists()
+
+
+def test_a_run_killed_during_its_preflight_checks_again_on_resume(project, tmp_path, capsys):
+    marker = tmp_path / "changed"
+    runbook = load_runbook(project / "runbooks" / "RB-TEST-005-refused.yml")
+    run_id = "20261122T030112Z-RB-TEST-005"
+    Journal.create(project / ".drkit" / "runs" / run_id, run_id=run_id, runbook=runbook.id,
+                   runbook_path=str(runbook.path), runbook_sha256=runbook.sha256, env="test",
+                   params={"marker": str(marker), "needed": "no-such-file"}, dry_run=False,
+                   user="test", host="test", pid=1, argv=["drkit"])
+
+    code = drkit("resume", run_id)
+
+    out = capsys.readouterr().out
+    assert code == ExitCode.PREFLIGHT_FAILED
+    assert "preflight again: it never finished" in out
+    assert f"{run_id}: refused by preflight; nothing changed" in out
     assert not marker.exists()
