@@ -28,12 +28,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _exit(exc: DrkitError) -> Exit:
+    """The only place a drkit error becomes an exit code: the error's documented one.
+    Tasks reach it through maps_errors, unparsable command lines through DrkitProgram."""
     return Exit(f"drkit: {exc}", code=exc.exit_code)
 
 
 def maps_errors(fn: F) -> F:
-    """Turn DrkitError into invoke.Exit with the error's documented exit code.
-    This is the only place drkit errors become exit codes."""
+    """Turn DrkitError into invoke.Exit with the error's documented exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
