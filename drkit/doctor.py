@@ -69,6 +69,7 @@ CHECKS: list[tuple[str, Callable[[], str], bool]] = [
     ("boto3", _python("boto3", "boto3"), True),
     ("moto server (lab)", _python("moto.server", "'moto[server]'"), True),
     ("PostgreSQL 15 (lab)", _binary("pg_ctl", str(PG_BIN / "pg_ctl"), "postgresql-15"), True),
+    ("pgBackRest", _binary("pgbackrest", "/usr/bin/pgbackrest", "pgbackrest"), True),
     ("sshd (lab)", _binary("sshd", "/usr/sbin/sshd", "openssh-server"), True),
     ("ip (lab)", _binary("ip", None, "iproute2"), True),
     ("dig (lab)", _binary("dig", None, "dnsutils"), False),

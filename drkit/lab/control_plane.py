@@ -3,7 +3,9 @@
 moto speaks the AWS APIs for every region at once (the region is part of each
 request), so one server on http://10.77.0.2:5000 is the whole cloud. boto3,
 Terraform and Ansible reach it from the root namespace over drk-root, and lab
-hosts reach it through their bridge, by endpoint setting only.
+hosts reach it through their bridge, by endpoint setting only. The same server
+answers over TLS on https://s3.cloud.lab:443 (the lab's CA in <lab>/tls/ca.crt)
+for pgBackRest, which speaks S3 only over TLS (drkit.lab.moto_server).
 """
 
 from __future__ import annotations
@@ -33,9 +35,16 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def start_control_plane(lab: paths.LabPaths, *, timeout: float = 30.0) -> tuple[PidRecord, float]:
-    """Start moto_server on the gateway address; return its record and seconds to answer."""
-    argv = ["ip", "netns", "exec", paths.GATEWAY_NS, sys.executable, "-m", "moto.server",
-            "-H", paths.GATEWAY_ADDR, "-p", str(paths.CONTROL_PLANE_PORT)]
+    """Start moto on the gateway address, plain and TLS; return its record and seconds
+    until the plain port answered."""
+    from drkit.lab import tls
+
+    certs = tls.ensure(lab.tls_dir, [paths.S3_TLS_NAME], [paths.GATEWAY_ADDR])
+    argv = ["ip", "netns", "exec", paths.GATEWAY_NS, sys.executable, "-m",
+            "drkit.lab.moto_server", "--host", paths.GATEWAY_ADDR,
+            "--port", str(paths.CONTROL_PLANE_PORT),
+            "--tls-port", str(paths.CONTROL_PLANE_TLS_PORT),
+            "--cert", str(certs.server_cert), "--key", str(certs.server_key)]
     record = start(NAME, argv, pid_file=lab.pid_file(NAME), log_file=lab.log_file(NAME),
                    env=child_env())
     waited = wait_for_port(paths.GATEWAY_ADDR, paths.CONTROL_PLANE_PORT, timeout=timeout,

@@ -24,6 +24,11 @@ LINK_PREFIX = 30
 
 CONTROL_PLANE_PORT = 5000
 CONTROL_PLANE_URL = f"http://{GATEWAY_ADDR}:{CONTROL_PLANE_PORT}"
+#: The same control plane over TLS, for clients that only speak TLS (pgBackRest's
+#: S3), under a name of the cloud's own that the lab resolver answers; the
+#: certificate is signed by the lab's CA (drkit.lab.tls, ``<lab>/tls/ca.crt``).
+CONTROL_PLANE_TLS_PORT = 443
+S3_TLS_NAME = "s3.cloud.lab"
 DNS_PORT = 53
 
 #: Every lab host namespace is named HOST_NS_PREFIX + instance id.
@@ -119,6 +124,11 @@ class LabPaths:
     @property
     def authorized_keys(self) -> Path:
         return self.ssh_dir / "authorized_keys"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The lab's CA and the control plane's TLS certificate (drkit.lab.tls)."""
+        return self.root / "tls"
 
     @property
     def hosts_json(self) -> Path:

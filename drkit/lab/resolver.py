@@ -7,6 +7,11 @@ so a Route53 UPSERT is answered within a second, with the record's own TTL.
 Names under a known zone that do not exist are NXDOMAIN; names outside every
 zone are REFUSED: the lab never forwards to the internet.
 
+The cloud's own service names (the S3 endpoint pgBackRest reaches over TLS,
+``s3.cloud.lab``) are answered from ``--static NAME=ADDRESS`` pairs, as a VPC
+resolver answers a private endpoint's name: they are the cloud's, not a zone
+of the estate's.
+
 Run it with ``python -m drkit.lab.resolver`` (the controller starts it inside
 the gateway namespace on 10.77.0.2:53, UDP and TCP).
 """
@@ -108,8 +113,10 @@ class ZoneCache:
     (like Route53's data plane surviving a control-plane outage) and the failure is
     logged."""
 
-    def __init__(self, route53: Any, max_age: float = 0.5) -> None:
+    def __init__(self, route53: Any, max_age: float = 0.5,
+                 static: dict[str, Zone] | None = None) -> None:
         self._route53 = route53
+        self._static = dict(static or {})
         self._max_age = max_age
         self._zones: dict[str, Zone] | None = None
         self._loaded_at = float("-inf")
@@ -140,9 +147,9 @@ class ZoneCache:
         except Exception as exc:  # any botocore/connection error: serve stale
             log.warning("control plane did not answer (%s); serving last zones", exc)
             if self._zones is None:
-                self._zones = {}
+                self._zones = dict(self._static)
             return
-        self._zones, self._loaded_at = zones, started
+        self._zones, self._loaded_at = {**zones, **self._static}, started
 
     def zone_for(self, qname: str) -> Zone | None:
         """The most specific zone that ``qname`` belongs to, if any."""
@@ -153,6 +160,15 @@ class ZoneCache:
             ):
                 best = zone
         return best
+
+
+def static_zones(pairs: dict[str, str]) -> dict[str, Zone]:
+    """A zone per name (``s3.cloud.lab`` -> ``10.77.0.2``), each holding its A record."""
+    zones: dict[str, Zone] = {}
+    for name, address in pairs.items():
+        fqdn = _fqdn(name)
+        zones[fqdn] = Zone(fqdn, True, {fqdn: {"A": (60, [address])}})
+    return zones
 
 
 class Route53Resolver(BaseResolver):
@@ -206,11 +222,13 @@ class Route53Resolver(BaseResolver):
         return reply
 
 
-def serve(address: str, port: int, endpoint_url: str, max_age: float) -> None:
+def serve(address: str, port: int, endpoint_url: str, max_age: float,
+          static: dict[str, str] | None = None) -> None:
     """Answer on address:port over UDP and TCP until killed."""
     from drkit.lab.control_plane import client
 
-    cache = ZoneCache(client("route53", "us-east-1", endpoint_url), max_age=max_age)
+    cache = ZoneCache(client("route53", "us-east-1", endpoint_url), max_age=max_age,
+                      static=static_zones(static or {}))
     # Load the zones once before opening the ports, so the first answer is fast and
     # "the port answers" means "the resolver is ready".
     cache.zones()
@@ -240,7 +258,8 @@ def start_resolver(lab: paths.LabPaths, *, timeout: float = 20.0) -> tuple[Any, 
 
     argv = ["ip", "netns", "exec", paths.GATEWAY_NS, sys.executable, "-m", "drkit.lab.resolver",
             "--address", paths.GATEWAY_ADDR, "--port", str(paths.DNS_PORT),
-            "--endpoint-url", paths.CONTROL_PLANE_URL]
+            "--endpoint-url", paths.CONTROL_PLANE_URL,
+            "--static", f"{paths.S3_TLS_NAME}={paths.GATEWAY_ADDR}"]
     record = start(NAME, argv, pid_file=lab.pid_file(NAME), log_file=lab.log_file(NAME),
                    env=child_env())
     return record, wait_for_port(paths.GATEWAY_ADDR, paths.DNS_PORT, timeout=timeout,
@@ -261,9 +280,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--endpoint-url", default=paths.CONTROL_PLANE_URL)
     parser.add_argument("--max-age", type=float, default=0.5,
                         help="seconds a copy of the zones is served before re-reading")
+    parser.add_argument("--static", action="append", default=[], metavar="NAME=ADDRESS",
+                        help="a name of the cloud's own, answered with this A record")
     args = parser.parse_args(argv)
+    static = {}
+    for pair in args.static:
+        name, sep, address = pair.partition("=")
+        if not sep or not name or not address:
+            parser.error(f"--static {pair!r}: expected NAME=ADDRESS")
+        static[name] = address
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve(args.address, args.port, args.endpoint_url, args.max_age)
+    serve(args.address, args.port, args.endpoint_url, args.max_age, static)
 
 
 if __name__ == "__main__":
