@@ -209,3 +209,26 @@ def _print_outcome(result: Any, *, json_mode: bool, project_root: Path) -> None:
             print(f"  - {line}", file=out)
     print(f"\n{result.run_id}: {result.outcome}", file=out)
     print(f"report: {shown} (also report.html, report.json, junit.xml)", file=out)
+
+
+def run_or_resume(runbook_id: str, params: dict[str, Any], *, task_name: str, resume: str,
+                  given: dict[str, object], check_env: Callable[[Environment], Any] | None = None,
+                  **options: Any) -> None:
+    """What a runbook's own task does: run ``runbook_id`` with ``params``, or resume
+    one of its runs. ``given`` maps each task flag that sets a parameter to its
+    value: a resumed run keeps its own, so any of them given is refused."""
+    resume_command = f"invoke {task_name} --resume {{run_id}}"
+    if resume:
+        check_run_id(resume)
+        extra = [flag for flag, value in given.items() if value]
+        if extra:
+            raise ConfigError(f"--resume {resume} continues that run with its own parameters; "
+                              f"{', '.join(extra)} cannot change them",
+                              hint=f"drop {', '.join(extra)}")
+        if not resume.endswith(f"-{runbook_id}"):
+            raise ConfigError(f"--resume {resume}: not a run of {runbook_id}",
+                              hint=f"resume it with: drkit resume {resume}")
+        run_runbook("", {}, resume=resume, resume_command=resume_command, **options)
+    else:
+        run_runbook(runbook_id, params, resume_command=resume_command, check_env=check_env,
+                    **options)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from drkit.cli.common import check_run_id, maps_errors, run_runbook
+from drkit.cli.common import maps_errors, run_or_resume
 from drkit.cli.runs import RUN_HELP
 from drkit.errors import ConfigError
 
@@ -18,27 +18,13 @@ MODES = ("planned", "unplanned")
 
 def _dr_run(params: dict, *, task_name: str, resume: str, given: dict[str, object],
             example_region: str, **options) -> None:
-    """Run RB-DR-003 with ``params``, or resume one of its runs. ``given`` maps each
-    task flag that sets a parameter to its value: a resumed run keeps its own."""
-    resume_command = f"invoke {task_name} --resume {{run_id}}"
-    if resume:
-        check_run_id(resume)
-        extra = [flag for flag, value in given.items() if value]
-        if extra:
-            raise ConfigError(f"--resume {resume} continues that run with its own parameters; "
-                              f"{', '.join(extra)} cannot change them",
-                              hint=f"drop {', '.join(extra)}")
-        if not resume.endswith(f"-{FAILOVER_RUNBOOK}"):
-            raise ConfigError(f"--resume {resume}: not a run of {FAILOVER_RUNBOOK}",
-                              hint=f"resume it with: drkit resume {resume}")
-        run_runbook("", {}, resume=resume, resume_command=resume_command, **options)
-    else:
-        if not params["region"]:
-            raise ConfigError(f"{task_name} needs --region (or --resume RUN_ID)",
-                              hint=f"e.g. drkit {task_name} --region {example_region}")
-        run_runbook(FAILOVER_RUNBOOK, params, resume_command=resume_command,
-                    check_env=lambda environment: environment.region(params["region"]),
-                    **options)
+    """Run RB-DR-003 with ``params``, or resume one of its runs."""
+    if not resume and not params["region"]:
+        raise ConfigError(f"{task_name} needs --region (or --resume RUN_ID)",
+                          hint=f"e.g. drkit {task_name} --region {example_region}")
+    run_or_resume(FAILOVER_RUNBOOK, params, task_name=task_name, resume=resume, given=given,
+                  check_env=lambda environment: environment.region(params["region"]),
+                  **options)
 
 
 @task(help={
