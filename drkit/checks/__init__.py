@@ -1,3 +1,12 @@
 """Read-only probes. Importing this package registers every built-in probe."""
 
-from drkit.checks import aws, dns, estate, failover, http, local, postgres  # noqa: F401
+from drkit.checks import (  # noqa: F401
+    aws,
+    backup,
+    dns,
+    estate,
+    failover,
+    http,
+    local,
+    postgres,
+)

@@ -1,0 +1,215 @@
+"""pgBackRest repositories as drkit sees them: read from the buckets, not the hosts.
+
+Where the backups are, which exist and what each covers is read straight from
+each repository's ``backup.info`` in S3 (through the estate's endpoint, as boto3
+reaches AWS), so it is known when every database host is down, which is when
+it matters. Writing, verifying and restoring stay pgBackRest's (playbooks/
+backup.yml, restore.yml, the role pgbackrest): drkit never writes a repository.
+
+Repository N is the N-th entry of ``drkit.backup.repositories`` (pgBackRest's
+repoN), in bucket ``<estate>-<region>-backups`` under ``/pgbackrest``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from drkit.errors import ConfigError
+
+REPO_PATH = "pgbackrest"
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where one pgBackRest repository lives."""
+
+    number: int
+    region: str
+    cloud_region: str
+    bucket: str
+    stanza: str
+
+    @property
+    def backup_info_key(self) -> str:
+        return f"{REPO_PATH}/backup/{self.stanza}/backup.info"
+
+    @property
+    def archive_prefix(self) -> str:
+        return f"{REPO_PATH}/archive/{self.stanza}/"
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    """One backup in one repository, from its backup.info entry."""
+
+    label: str
+    type: str
+    start: datetime
+    stop: datetime
+    lsn_start: str
+    lsn_stop: str
+    size_bytes: int
+    repo_size_bytes: int
+    prior: str | None
+    error: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["start"], out["stop"] = self.start.isoformat(), self.stop.isoformat()
+        return out
+
+
+@dataclass
+class RepositoryState:
+    """What a repository holds now, or why it could not be read."""
+
+    repo: Repository
+    reachable: bool
+    error: str | None = None
+    backups: list[BackupSet] = field(default_factory=list)
+
+    def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        now = now or datetime.now(UTC)
+        return {"repo": self.repo.number, "region": self.repo.region,
+                "bucket": self.repo.bucket, "reachable": self.reachable, "error": self.error,
+                "backups": [{**b.as_dict(), "age_s": round((now - b.stop).total_seconds(), 1)}
+                            for b in self.backups]}
+
+
+def repositories(settings: dict[str, Any]) -> list[Repository]:
+    """The estate's repositories from its drkit settings (``drkit.backup``)."""
+    backup = settings.get("backup")
+    if not backup:
+        raise ConfigError("this environment has no backups configured (drkit.backup)",
+                          hint="add drkit.backup with repositories to the environment's "
+                               "group_vars/all/drkit.yml (docs/internals.md, 'Backups')")
+    estate = settings.get("estate", "lab")
+    regions = settings.get("regions", {})
+    return [Repository(number=i, region=r["region"],
+                       cloud_region=regions[r["region"]]["cloud_region"],
+                       bucket=f"{estate}-{r['region']}-backups", stanza=backup["stanza"])
+            for i, r in enumerate(backup["repositories"], start=1)]
+
+
+def parse_backup_info(text: str) -> list[BackupSet]:
+    """Every backup set of a pgBackRest ``backup.info``, oldest first."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # labels are case-sensitive
+    parser.read_string(text)
+    if not parser.has_section("backup:current"):
+        return []
+    sets = []
+    for label, raw in parser.items("backup:current"):
+        entry = json.loads(raw)
+        sets.append(BackupSet(
+            label=label, type=entry.get("backup-type", "?"),
+            start=datetime.fromtimestamp(entry["backup-timestamp-start"], UTC),
+            stop=datetime.fromtimestamp(entry["backup-timestamp-stop"], UTC),
+            lsn_start=entry.get("backup-lsn-start", ""), lsn_stop=entry.get("backup-lsn-stop", ""),
+            size_bytes=int(entry.get("backup-info-size", 0)),
+            repo_size_bytes=int(entry.get("backup-info-repo-size", 0)),
+            prior=entry.get("backup-prior"), error=bool(entry.get("backup-error", False))))
+    return sorted(sets, key=lambda b: b.stop)
+
+
+def read_repository(env: Any, repo: Repository) -> RepositoryState:
+    """The backups a repository holds (its backup.info, else the .copy pgBackRest keeps)."""
+    s3 = env.client("s3", repo.cloud_region)
+    last_error = None
+    for key in (repo.backup_info_key, repo.backup_info_key + ".copy"):
+        try:
+            body = s3.get_object(Bucket=repo.bucket, Key=key)["Body"].read().decode()
+            return RepositoryState(repo, True, backups=parse_backup_info(body))
+        except s3.exceptions.NoSuchKey:
+            last_error = "no backup.info: the stanza was never created in this repository"
+        except s3.exceptions.NoSuchBucket:
+            return RepositoryState(repo, False, f"bucket {repo.bucket} does not exist")
+        except Exception as exc:  # an unreachable region is a finding, not a crash
+            return RepositoryState(repo, False, f"{type(exc).__name__}: {exc}")
+    return RepositoryState(repo, True, last_error)
+
+
+@dataclass
+class RestorePlan:
+    """What a restore would use, or every reason it cannot start."""
+
+    repo: int | None = None
+    region: str | None = None
+    label: str | None = None
+    target_time: str = ""
+    backup: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+
+
+def plan_restore(states: list[RepositoryState], *, region: str, label: str,
+                 target_time: datetime | None, now: datetime) -> RestorePlan:
+    """Choose the repository and backup set for a restore, or say why none fits.
+
+    ``region`` picks the repository in that region ('' = the first readable one);
+    ``label`` a backup set ('latest' = the newest that ends before the target
+    time, or the newest). A target time must lie after the chosen backup's end
+    and not in the future.
+    """
+    plan = RestorePlan(target_time=target_time.isoformat() if target_time else "")
+    if target_time and target_time > now:
+        plan.problems.append(f"target time {target_time.isoformat()} is in the future "
+                             f"(now {now.isoformat(timespec='seconds')})")
+        return plan
+    candidates = [s for s in states if not region or s.repo.region == region]
+    if region and not candidates:
+        have = ", ".join(s.repo.region for s in states) or "none"
+        plan.problems.append(f"region {region} has no backup repository; repositories are in: "
+                             f"{have}")
+        return plan
+    usable = []
+    for state in candidates:
+        if not state.reachable:
+            plan.decisions.append(f"repo{state.repo.number} ({state.repo.region}) skipped: "
+                                  f"{state.error}")
+        elif not [b for b in state.backups if not b.error]:
+            plan.decisions.append(f"repo{state.repo.number} ({state.repo.region}) holds no "
+                                  f"backup yet")
+        else:
+            usable.append(state)
+    if not usable:
+        plan.problems.append("no backup to restore from: "
+                             + "; ".join(plan.decisions or ["no repository"])
+                             + " (take one with `invoke backup`)")
+        return plan
+    state = usable[0]
+    good = [b for b in state.backups if not b.error]
+    if label != "latest":
+        chosen = [b for b in good if b.label == label]
+        if not chosen:
+            plan.problems.append(f"backup {label} is not in repo{state.repo.number} "
+                                 f"({state.repo.region}); it holds: "
+                                 f"{', '.join(b.label for b in good)}")
+            return plan
+        backup = chosen[0]
+        if target_time and target_time < backup.stop:
+            plan.problems.append(f"target time {target_time.isoformat()} is before backup "
+                                 f"{label} ended ({backup.stop.isoformat()})")
+            return plan
+    elif target_time:
+        before = [b for b in good if b.stop <= target_time]
+        if not before:
+            plan.problems.append(f"target time {target_time.isoformat()} is before the oldest "
+                                 f"backup in repo{state.repo.number} ended "
+                                 f"({good[0].stop.isoformat()})")
+            return plan
+        backup = before[-1]
+    else:
+        backup = good[-1]
+    plan.repo, plan.region, plan.label = state.repo.number, state.repo.region, backup.label
+    plan.backup = backup.as_dict()
+    plan.decisions.append(
+        f"restoring backup {backup.label} ({backup.type}, ended {backup.stop.isoformat()}) "
+        f"from repo{state.repo.number} ({state.repo.region})"
+        + (f", then WAL up to {target_time.isoformat()}" if target_time
+           else ", then every archived WAL segment"))
+    return plan

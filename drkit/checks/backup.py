@@ -1,0 +1,82 @@
+"""Probes of the backups: what each pgBackRest repository holds (read from the
+buckets through the estate's endpoint) and which backup a restore would use."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from drkit import backups
+from drkit.registry import StepContext, probe
+
+
+def _states(ctx: StepContext) -> list[backups.RepositoryState]:
+    return [backups.read_repository(ctx.env, repo)
+            for repo in backups.repositories(ctx.env.settings)]
+
+
+@probe("backup.repositories")
+def repositories_probe(ctx: StepContext) -> dict[str, Any]:
+    """Every repository with its backups (label, type, end, stop LSN, sizes, age)."""
+    now = datetime.now(UTC)
+    states = [s.as_dict(now) for s in _states(ctx)]
+    newest = [b["stop"] for s in states for b in s["backups"]]
+    return {"repositories": states, "newest": max(newest) if newest else None,
+            "unreachable": [s["region"] for s in states if not s["reachable"]]}
+
+
+@probe("backup.restore_plan")
+def restore_plan_probe(ctx: StepContext, region: str = "", label: str = "latest",
+                       target_time: str = "") -> dict[str, Any]:
+    """The repository and backup set a restore would use, or every reason it cannot."""
+    when = datetime.fromisoformat(target_time.replace("Z", "+00:00")) if target_time else None
+    if when and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    plan = backups.plan_restore(_states(ctx), region=region, label=label or "latest",
+                                target_time=when, now=datetime.now(UTC))
+    for line in plan.decisions:
+        ctx.decide(line)
+    return {"repo": plan.repo, "region": plan.region, "label": plan.label,
+            "target_time": plan.target_time, "backup": plan.backup,
+            "problems": plan.problems, "ok": not plan.problems}
+
+
+def _parse_pg_time(text: str) -> datetime | None:
+    """A PostgreSQL log timestamp (``2026-12-03 07:30:01.123456+00``) as a datetime."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if len(text) > 3 and text[-3] in "+-" and text[-2:].isdigit():
+        text += ":00"
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@probe("backup.restored_point")
+def restored_point_probe(ctx: StepContext, last_commit: str, reference_time: str,
+                         target_time: str = "") -> dict[str, Any]:
+    """How far the restored copy is behind the point asked for: the reference (the
+    target time, else when the restore ran) minus the last transaction the copy
+    replayed. That is the RPO a real loss restored this way would have had."""
+    last = _parse_pg_time(last_commit)
+    ref = _parse_pg_time((target_time or reference_time).replace("T", " ").replace("Z", "+00"))
+    seconds = None if last is None or ref is None else max(0.0, (ref - last).total_seconds())
+    return {"last_commit": last.isoformat() if last else None,
+            "reference_time": ref.isoformat() if ref else None, "seconds": seconds,
+            "rpo": {"seconds": seconds, "lost_writes": None,
+                    "detail": {"evidence": "the last transaction the restored copy replayed",
+                               "last_commit": last.isoformat() if last else None,
+                               "reference": ("target time" if target_time else "restore time"),
+                               "reference_time": ref.isoformat() if ref else None}}}
+
+
+@probe("backup.verify_results")
+def verify_results_probe(ctx: StepContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One line per damaged repository from pgBackRest verify's results (the
+    playbook's ``pgbackrest_verify_results``), naming each bad object."""
+    bad = [r for r in results or [] if not r.get("ok")]
+    summary = "; ".join(
+        f"repo{r.get('repo')} ({r.get('repo_name')}) is damaged: "
+        + (", ".join(r.get("problems") or []) or "verify failed") for r in bad)
+    return {"ok": bool(results) and not bad, "damaged": [r.get("repo_name") for r in bad],
+            "summary": summary or ("no repository was verified" if not results else "intact")}

@@ -1,0 +1,116 @@
+"""What drkit reads from pgBackRest repositories, and the restore it plans from that."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from drkit import backups
+from drkit.checks.backup import restored_point_probe, verify_results_probe
+from drkit.errors import ConfigError
+
+T0 = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
+
+
+def _entry(start: datetime, stop: datetime, kind: str = "full", error: bool = False) -> str:
+    return json.dumps({"backup-type": kind, "backup-timestamp-start": int(start.timestamp()),
+                       "backup-timestamp-stop": int(stop.timestamp()),
+                       "backup-lsn-start": "0/1C000028", "backup-lsn-stop": "0/1C000138",
+                       "backup-info-size": 159676078, "backup-info-repo-size": 57817262,
+                       "backup-error": error})
+
+
+def _info(*sets: tuple[str, str]) -> str:
+    body = "\n".join(f"{label}={entry}" for label, entry in sets)
+    return (f"[backrest]\nbackrest-format=5\n\n[backup:current]\n{body}\n\n[db]\ndb-id=1\n\n"
+            '[backrest]\nbackrest-checksum="x"\n')
+
+
+FULL = ("20261203-060000F", _entry(T0, T0 + timedelta(seconds=9)))
+DIFF = ("20261203-060000F_20261203-070000D",
+        _entry(T0 + timedelta(hours=1), T0 + timedelta(hours=1, seconds=4), "diff"))
+
+
+def _state(region: str, number: int, text: str | None, reachable: bool = True):
+    repo = backups.Repository(number, region, region + "-1", f"lab-{region}-backups", "lab")
+    sets = backups.parse_backup_info(text) if text else []
+    return backups.RepositoryState(repo, reachable, None if reachable else "timed out", sets)
+
+
+def test_backup_info_gives_each_set_with_its_end_lsn_and_sizes():
+    sets = backups.parse_backup_info(_info(DIFF, FULL))
+    assert [s.label for s in sets] == [FULL[0], DIFF[0]]  # oldest first
+    assert sets[0].stop == T0 + timedelta(seconds=9)
+    assert (sets[0].lsn_stop, sets[0].size_bytes, sets[1].type) == ("0/1C000138", 159676078,
+                                                                    "diff")
+
+
+def test_repositories_follow_the_settings_order():
+    settings = {"estate": "lab", "regions": {"eu-west": {"cloud_region": "eu-west-1"},
+                                             "ap-south": {"cloud_region": "ap-south-1"}},
+                "backup": {"stanza": "lab", "repositories": [{"region": "eu-west"},
+                                                             {"region": "ap-south"}]}}
+    repos = backups.repositories(settings)
+    assert [(r.number, r.bucket, r.cloud_region) for r in repos] == [
+        (1, "lab-eu-west-backups", "eu-west-1"), (2, "lab-ap-south-backups", "ap-south-1")]
+    assert repos[0].backup_info_key == "pgbackrest/backup/lab/backup.info"
+
+
+def test_an_environment_without_backups_is_told_how_to_add_them():
+    with pytest.raises(ConfigError, match=r"drkit\.backup"):
+        backups.repositories({"regions": {}})
+
+
+def plan(states, region="", label="latest", target=None, now=T0 + timedelta(hours=2)):
+    return backups.plan_restore(states, region=region, label=label, target_time=target, now=now)
+
+
+def test_a_target_time_picks_the_newest_backup_that_ended_before_it():
+    p = plan([_state("eu-west", 1, _info(FULL, DIFF))], target=T0 + timedelta(minutes=30))
+    assert (p.problems, p.repo, p.label) == ([], 1, FULL[0])
+    p = plan([_state("eu-west", 1, _info(FULL, DIFF))])
+    assert p.label == DIFF[0]
+
+
+def test_an_unreachable_repository_is_skipped_with_a_decision():
+    p = plan([_state("eu-west", 1, None, reachable=False), _state("ap-south", 2, _info(FULL))])
+    assert (p.repo, p.region) == (2, "ap-south")
+    assert any("repo1 (eu-west) skipped" in d for d in p.decisions)
+
+
+@pytest.mark.parametrize(("kwargs", "problem"), [
+    ({"label": "20261101-000000F"}, "backup 20261101-000000F is not in repo1"),
+    ({"target": T0 - timedelta(minutes=1)}, "before the oldest backup"),
+    ({"target": T0 + timedelta(hours=3)}, "in the future"),
+    ({"region": "us-east"}, "region us-east has no backup repository"),
+    ({"label": FULL[0], "target": T0}, f"before backup {FULL[0]} ended"),
+])
+def test_a_restore_that_cannot_work_names_why(kwargs, problem):
+    p = plan([_state("eu-west", 1, _info(FULL))], **kwargs)
+    assert p.repo is None
+    assert problem in " ".join(p.problems)
+
+
+def test_no_backup_yet_says_to_take_one():
+    p = plan([_state("eu-west", 1, None), _state("ap-south", 2, _info())])
+    assert "take one with `invoke backup`" in p.problems[0]
+
+
+def test_the_restored_point_is_measured_against_the_target_time():
+    out = restored_point_probe(None, last_commit="2026-12-03 06:59:58.5+00",
+                               reference_time="2026-12-03T08:00:00Z",
+                               target_time="2026-12-03T07:00:00+00:00")
+    assert out["seconds"] == pytest.approx(1.5)
+    assert out["rpo"]["detail"]["reference"] == "target time"
+
+
+def test_verify_results_name_the_damaged_object():
+    out = verify_results_probe(None, results=[
+        {"repo": 1, "repo_name": "eu-west", "ok": True, "problems": []},
+        {"repo": 2, "repo_name": "ap-south", "ok": False,
+         "problems": ["backup/lab/20261203-060000F/pg_data/base/5/16384.lz4: invalid checksum"]}])
+    assert not out["ok"]
+    assert out["damaged"] == ["ap-south"]
+    assert "repo2 (ap-south) is damaged: backup/lab/20261203-060000F" in out["summary"]
