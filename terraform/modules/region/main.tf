@@ -35,6 +35,9 @@ locals {
 
   backup_bucket_name = coalesce(var.backup_bucket_name, "${local.prefix}-backups")
 
+  # The restore host's zone: the one asked for, else the first (checked on aws_vpc).
+  restore_zone = var.restore_host == null ? null : coalesce(var.restore_host.zone, var.zones[0])
+
   # Secrets are addressed by name from runbooks and roles: drkit/<estate>/<region>/<secret>.
   secret_names = {
     db  = "drkit/${var.estate}/${var.name}/db-credentials"
@@ -59,6 +62,10 @@ resource "aws_vpc" "this" {
     precondition {
       condition     = var.role == "warm-standby" || var.capacity.db >= 1
       error_message = "a ${var.role} region needs capacity.db >= 1 (it holds the primary database or a streaming replica); only a warm-standby may run without a database host."
+    }
+    precondition {
+      condition     = local.restore_zone == null ? true : contains(var.zones, local.restore_zone)
+      error_message = "restore_host.zone must be one of the region's zones (${join(", ", var.zones)}); got ${coalesce(local.restore_zone, "none")}."
     }
   }
 }
@@ -173,6 +180,25 @@ resource "aws_autoscaling_group" "this" {
       propagate_at_launch = false
     }
   }
+}
+
+# ---------------------------------------------------------------- restore host
+
+# Only while a restore drill runs (RB-DR-006). Nothing else in the region refers
+# to it, so unsetting restore_host plans the host's destruction and nothing else.
+module "restore_host" {
+  source = "../restore-host"
+  count  = var.restore_host == null ? 0 : 1
+
+  estate             = var.estate
+  dr_region          = var.name
+  run_id             = var.restore_host.run_id
+  zone               = local.restore_zone
+  subnet_id          = aws_subnet.this[local.restore_zone].id
+  security_group_ids = [aws_security_group.hosts.id]
+  ami_id             = var.ami_id
+  instance_type      = var.instance_type
+  tags               = local.tags
 }
 
 # ---------------------------------------------------------------- key, backups

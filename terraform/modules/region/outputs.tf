@@ -92,3 +92,14 @@ output "secret_names" {
   description = "Secrets Manager name by secret (db, app)."
   value       = { for k, s in aws_secretsmanager_secret.this : k => s.name }
 }
+
+output "restore_host" {
+  description = "The restore host (instance_id, private_ip, name, zone, run_id), or null when restore_host is unset."
+  value = var.restore_host == null ? null : {
+    instance_id = module.restore_host[0].instance_id
+    private_ip  = module.restore_host[0].private_ip
+    name        = module.restore_host[0].name
+    zone        = module.restore_host[0].zone
+    run_id      = module.restore_host[0].run_id
+  }
+}

@@ -128,6 +128,15 @@ variable "allowed_cidrs" {
   }
 }
 
+variable "restore_host" {
+  description = "A scratch host to restore this region's backups into (RB-DR-006), or null for none. run_id names the drkit run that owns it (its RestoreRun tag; a new run id replaces the host); zone is one of zones (null: the first). Setting it back to null destroys the host."
+  type = object({
+    run_id = string
+    zone   = optional(string)
+  })
+  default = null
+}
+
 variable "db_username" {
   description = "Database user the application connects as; stored in the region's database-credentials secret."
   type        = string

@@ -178,6 +178,49 @@ run "backup_bucket_defaults" {
   }
 }
 
+run "no_restore_host_unless_asked" {
+  command = plan
+
+  assert {
+    condition     = length(module.restore_host) == 0 && output.restore_host == null
+    error_message = "a region has no restore host by default"
+  }
+}
+
+run "a_restore_host_goes_to_the_first_zone_by_default" {
+  command = plan
+
+  variables {
+    restore_host = { run_id = "20250101T120000Z-RB-DR-006" }
+  }
+
+  assert {
+    condition     = length(module.restore_host) == 1 && output.restore_host.zone == "eu-west-1a"
+    error_message = "without a zone, the restore host goes to the first zone"
+  }
+  assert {
+    condition     = output.restore_host.name == "lab-eu-west-restore" && output.restore_host.run_id == "20250101T120000Z-RB-DR-006"
+    error_message = "the restore host is named <estate>-<region>-restore and carries its run id"
+  }
+}
+
+run "a_restore_host_goes_to_the_asked_zone" {
+  command = plan
+
+  variables {
+    restore_host = { run_id = "20250101T120000Z-RB-DR-006", zone = "eu-west-1b" }
+  }
+
+  assert {
+    condition     = output.restore_host.zone == "eu-west-1b"
+    error_message = "the restore host goes to the asked zone"
+  }
+  assert {
+    condition     = length(aws_autoscaling_group.this) == 4 && output.capacity == { db = 1, app = 1 }
+    error_message = "a restore host changes nothing in the region's groups"
+  }
+}
+
 # ---------------------------------------------------------------- rejected inputs
 
 run "rejects_an_unknown_role" {
@@ -256,6 +299,16 @@ run "rejects_a_primary_without_a_database" {
   variables {
     role     = "primary"
     capacity = { db = 0, app = 2 }
+  }
+
+  expect_failures = [aws_vpc.this]
+}
+
+run "rejects_a_restore_host_outside_the_zones" {
+  command = plan
+
+  variables {
+    restore_host = { run_id = "20250101T120000Z-RB-DR-006", zone = "eu-west-1c" }
   }
 
   expect_failures = [aws_vpc.this]
