@@ -69,6 +69,7 @@ module "us-east" {
   zones              = local.regions["us-east"].zones
   capacity           = local.capacity["us-east"]
   ami_id             = var.ami_ids["us-east"]
+  restore_host       = try(var.restore_hosts["us-east"], null)
   instance_type      = var.instance_type
   allowed_cidrs      = local.allowed_cidrs
   backup_bucket_name = "${var.estate}-us-east-backups-${local.account_id}"
@@ -89,6 +90,7 @@ module "eu-west" {
   zones              = local.regions["eu-west"].zones
   capacity           = local.capacity["eu-west"]
   ami_id             = var.ami_ids["eu-west"]
+  restore_host       = try(var.restore_hosts["eu-west"], null)
   instance_type      = var.instance_type
   allowed_cidrs      = local.allowed_cidrs
   backup_bucket_name = "${var.estate}-eu-west-backups-${local.account_id}"
@@ -109,6 +111,7 @@ module "ap-south" {
   zones              = local.regions["ap-south"].zones
   capacity           = local.capacity["ap-south"]
   ami_id             = var.ami_ids["ap-south"]
+  restore_host       = try(var.restore_hosts["ap-south"], null)
   instance_type      = var.instance_type
   allowed_cidrs      = local.allowed_cidrs
   backup_bucket_name = "${var.estate}-ap-south-backups-${local.account_id}"

@@ -34,3 +34,8 @@ output "capacity" {
   description = "Instances per role and region after this apply (baseline with overrides)."
   value       = { for name, m in local.modules : name => m.capacity }
 }
+
+output "restore_hosts" {
+  description = "Restore hosts by logical region (instance_id, private_ip, name, zone, run_id); only the regions that have one. Like every output here it reads all three regions, so an apply with -target=module.<region> leaves it as it was (Terraform skips outputs that depend on untargeted modules): find a restore host by its tags (inventory group role_restore, RestoreRun) after a targeted apply."
+  value       = { for name, m in local.modules : name => m.restore_host if m.restore_host != null }
+}

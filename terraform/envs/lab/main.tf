@@ -116,6 +116,7 @@ module "us-east" {
   kms_deletion_window_days    = local.common.kms_deletion_window_days
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
   enable_dns_hostnames        = local.common.enable_dns_hostnames
+  restore_host                = try(var.restore_hosts["us-east"], null)
 }
 
 module "eu-west" {
@@ -139,6 +140,7 @@ module "eu-west" {
   kms_deletion_window_days    = local.common.kms_deletion_window_days
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
   enable_dns_hostnames        = local.common.enable_dns_hostnames
+  restore_host                = try(var.restore_hosts["eu-west"], null)
 }
 
 module "ap-south" {
@@ -162,6 +164,7 @@ module "ap-south" {
   kms_deletion_window_days    = local.common.kms_deletion_window_days
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
   enable_dns_hostnames        = local.common.enable_dns_hostnames
+  restore_host                = try(var.restore_hosts["ap-south"], null)
 }
 
 check "control_region_is_not_an_estate_region" {

@@ -37,6 +37,21 @@ variable "capacity_overrides" {
   }
 }
 
+variable "restore_hosts" {
+  description = "Restore hosts to run, by logical region: { \"eu-west\" = { run_id = \"<drkit run id>\" } } (RB-DR-006), with an optional zone of that region (default its first). A region left out has none: an apply without this variable destroys any restore host."
+  type = map(object({
+    run_id = string
+    zone   = optional(string)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for r in keys(var.restore_hosts) : contains(["us-east", "eu-west", "ap-south"], r)])
+    error_message = "restore_hosts keys must be among us-east, eu-west, ap-south."
+  }
+}
+
 variable "ami_ids" {
   description = "AMI per logical region (AMI ids are per cloud region)."
   type        = map(string)
