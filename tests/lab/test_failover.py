@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
@@ -26,39 +24,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drkit.drivers.reaper import RUN_TOKEN_ENV
 from drkit.errors import ExitCode
-from drkit.journal import RunState, read_events
+from drkit.journal import RunState
 from drkit.lab import chaos, controller, database, netns
+from tests.lab.runs import (
+    PROJECT,
+    Canary,
+    drkit,
+    journal,
+    kill_when,
+    result_of,
+    started_after,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-PROJECT = Path(__file__).resolve().parents[2]
-RUNS = PROJECT / ".drkit" / "runs"
-RATE = 60.0  # canary writes per second (the issue asks for at least 50)
-
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def drkit(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """The real CLI, without a terminal (as a scheduled rehearsal runs it)."""
-    return subprocess.run([sys.executable, "-m", "drkit", *args], cwd=PROJECT,
-                          capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env=os.environ.copy())
-
-
-def result_of(proc: subprocess.CompletedProcess[str]) -> dict:
-    """The final JSON `result` event of a --json run."""
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{") and '"event": "result"' in line:
-            return json.loads(line)
-    raise AssertionError(f"no result event; stdout tail: {proc.stdout[-2000:]}\n"
-                         f"stderr: {proc.stderr[-2000:]}")
-
-
-def journal(run_id: str) -> list[dict]:
-    return read_events(RUNS / run_id / "journal.jsonl")
 
 
 def topology() -> dict:
@@ -71,47 +53,6 @@ def node_rows() -> dict:
 
 def db_answer() -> list[str]:
     return controller.dns_answers()["addresses"]
-
-
-def wait(what: str, predicate, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s: {what}"
-        time.sleep(0.5)
-
-
-class Canary:
-    """drkit's lab canary in a thread: numbered writes through db.lab.internal."""
-
-    def __init__(self, out: Path) -> None:
-        from drkit.lab.canary import Canary as Writer
-
-        self.out = out
-        self.acks: list[dict] = []
-        self.writer = Writer(database.canary_config(out, rate=RATE, duration_s=None),
-                             on_event=self._on_event)
-        self.thread = threading.Thread(target=self.writer.run, name="canary", daemon=True)
-
-    def _on_event(self, kind: str, record: dict) -> None:
-        if kind == "ack":
-            self.acks.append(record)
-
-    def __enter__(self) -> Canary:
-        self.thread.start()
-        wait("the canary's first acknowledged writes", lambda: len(self.acks) >= RATE, 60)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.writer.stop()
-        self.thread.join(timeout=60)
-
-    def keep_writing(self, n: int = int(RATE)) -> None:
-        """Wait until ``n`` more writes are acknowledged (the service works again)."""
-        target = len(self.acks) + n
-        wait(f"{n} acknowledged writes after the run", lambda: len(self.acks) >= target, 120)
-
-    def report(self) -> dict:
-        return database.canary_report(self.out)
 
 
 class DnsSampler:
@@ -247,59 +188,6 @@ def test_planned_failover_loses_nothing_under_load_and_proves_rpo_zero(lab, tmp_
 # ----------------------------------------------------------------------------- resume
 
 
-def _started_after(run_id: str, step: str, since: int) -> bool:
-    return any(e["event"] == "step_started" and e["step"] == step
-               for e in journal(run_id)[since:])
-
-
-def _kill_when(args: list[str], run_id: str | None, what: str, moment,
-               delay: float = 0.0) -> str:
-    """Start drkit with ``args`` (a resume when ``run_id`` is given), SIGKILL it
-    ``delay`` seconds after ``moment(run_id, since)`` holds; the run's id."""
-    since = len(journal(run_id)) if run_id else 0
-    proc = subprocess.Popen([sys.executable, "-m", "drkit", *args], cwd=PROJECT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        if run_id is None:
-            wait("the run's journal", lambda: RUNS.exists() and any(
-                (d / "journal.jsonl").exists()
-                and read_events(d / "journal.jsonl")[0]["pid"] == proc.pid
-                for d in RUNS.iterdir()), 60)
-            run_id = next(d.name for d in RUNS.iterdir() if (d / "journal.jsonl").exists()
-                          and read_events(d / "journal.jsonl")[0]["pid"] == proc.pid)
-        wait(what, lambda: proc.poll() is None and moment(run_id, since), 900)
-        time.sleep(delay)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    _assert_no_playbook_outlives(run_id)
-    return run_id
-
-
-def _assert_no_playbook_outlives(run_id: str) -> None:
-    """No process of a playbook the killed drkit was running lives on (each has a
-    session of its own, out of reach of the kill), and the runner's env files,
-    which may hold credentials, are gone. Nothing else runs playbooks meanwhile."""
-    wait("the killed run's playbooks to go", lambda: not _playbook_processes(), 15)
-    assert list((RUNS / run_id / "ansible").glob("*/env/envvars")) == []
-
-
-def _playbook_processes() -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and f"{RUN_TOKEN_ENV}=".encode() in (
-                    proc / "environ").read_bytes():
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(lab, tmp_path):
     """kill -9 inside the promote step once db. has moved (before the fence or
     during it), then, resumed, once the app's DNS cutover starts."""
@@ -307,16 +195,16 @@ def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(l
     timeline_before = topology()["nodes"]["eu-west"]["timeline"]
     us_east = ip_of(lab, "us-east")
     with Canary(tmp_path / "canary") as canary:
-        run_id = _kill_when(
+        run_id = kill_when(
             ["failback", "--region", "us-east", "--yes"], None,
             "db. to move inside the promote step",
-            lambda rid, since: _started_after(rid, "promote", since) and db_answer() == [us_east])
+            lambda rid, since: started_after(rid, "promote", since) and db_answer() == [us_east])
         # scale-up may have been running too, in the other lane
         assert "promote" in RunState.from_events(journal(run_id)).interrupted_steps
 
-        _kill_when(["failback", "--resume", run_id, "--yes"], run_id,
+        kill_when(["failback", "--resume", run_id, "--yes"], run_id,
                    "dns-app to start in the resumed run",
-                   lambda rid, since: _started_after(rid, "dns-app", since), delay=1.0)
+                   lambda rid, since: started_after(rid, "dns-app", since), delay=1.0)
         assert "dns-app" in RunState.from_events(journal(run_id)).interrupted_steps
 
         done = drkit("failback", "--resume", run_id, "--yes")
