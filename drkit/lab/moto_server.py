@@ -5,6 +5,17 @@ two clouds. Here one WSGI application (moto's own dispatcher) is served on the
 plain port that boto3, Terraform and Ansible use and on a TLS port with the
 lab's certificate (drkit.lab.tls) for clients that only speak TLS (pgBackRest).
 
+S3 requests to the TLS name (``--s3-name s3.cloud.lab``) are path-style: moto
+otherwise reads the first label of any dotted host as a bucket name
+(virtual-host style), and "s3" is no bucket.
+
+moto's backends are not thread-safe, and werkzeug serves each request in a
+thread: Terraform's parallel AuthorizeSecurityGroupIngress calls on one group
+once failed a lab.up with InvalidPermission.Duplicate for a rule that did not
+exist yet. Requests are therefore handled one at a time, except S3's, which
+touch distinct objects and are the large, slow ones (pgBackRest's uploads must
+not hold up the reconciler's and the failover's EC2 and Route53 calls).
+
 Two details a TLS client notices, both as a real endpoint behaves:
 - connections end with a TLS close_notify (werkzeug closes the socket without
   one, which OpenSSL 3 clients report as "unexpected eof while reading");
@@ -12,16 +23,20 @@ Two details a TLS client notices, both as a real endpoint behaves:
   delayed ACKs: ~14 ms per S3 request, a pgBackRest backup of a small cluster's
   ~1000 files took 54 s instead of 7 s).
 
-    python -m drkit.lab.moto_server --host H --port 5000 [--tls-port 443 --cert C --key K]
+    python -m drkit.lab.moto_server --host H --port 5000 \
+        [--tls-port 443 --cert C --key K --s3-name s3.cloud.lab]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import socket
 import ssl
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer
@@ -43,12 +58,36 @@ class _Server(ThreadedWSGIServer):
         super().shutdown_request(request)
 
 
+_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+
+
+def service_of(environ: dict[str, Any]) -> str | None:
+    """The AWS service a request signs for (SigV4 credential scope), if any."""
+    found = _SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return found.group(1) if found else None
+
+
+class Serialized:
+    """WSGI middleware: one request at a time through ``app``, S3's excepted."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        if service_of(environ) == "s3":
+            return self.app(environ, start_response)
+        with self.lock:  # the body is produced inside the lock too
+            return list(self.app(environ, start_response))
+
+
 def serve(host: str, port: int, tls_port: int | None = None, cert: str | None = None,
           key: str | None = None) -> None:
     """Serve moto until killed; the TLS listener runs in a thread beside the plain one."""
     from moto.server import DomainDispatcherApplication, create_backend_app
 
-    app = DomainDispatcherApplication(create_backend_app)
+    app = Serialized(DomainDispatcherApplication(create_backend_app))
     plain = _Server(host, port, app)
     if tls_port:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -66,9 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tls-port", type=int, default=0)
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--s3-name", action="append", default=[],
+                        help="a host name S3 clients use path-style (repeatable)")
     args = parser.parse_args(argv)
     if args.tls_port and not (args.cert and args.key):
         parser.error("--tls-port needs --cert and --key")
+    if args.s3_name:  # read by moto when it is imported (serve imports it)
+        os.environ["MOTO_S3_CUSTOM_ENDPOINTS"] = ",".join(
+            f"https://{name}" for name in args.s3_name)
     serve(args.host, args.port, args.tls_port or None, args.cert, args.key)
 
 
