@@ -25,7 +25,7 @@ DEFAULT_ENV = "lab"
 
 _TOP_KEYS = {
     "estate", "aws", "control_region", "terraform", "regions", "dns", "targets",
-    "notify", "lock", "lab", "postgres",
+    "notify", "lock", "lab", "postgres", "backup",
 }
 _REGION_ROLES = {"primary", "hot-standby", "warm-standby", "standby"}
 _CHANNEL_TYPES = {"file", "stdout", "webhook"}
@@ -250,7 +250,68 @@ def validate_settings(s: dict[str, Any]) -> list[str]:
                 if r not in regions:
                     problems.append(f"drkit.postgres.synchronous_regions: {r!r} is not one of "
                                     f"the regions ({', '.join(sorted(regions))})")
+    if "backup" in s and need_map(s["backup"], "drkit.backup"):
+        problems += _backup_problems(s["backup"], regions if isinstance(regions, dict) else {})
     for key in ("terraform", "dns", "lab"):
         if key in s:
             need_map(s[key], f"drkit.{key}")
+    return problems
+
+
+_BACKUP_KEYS = {"stanza", "repositories", "s3", "max_age", "config_retention"}
+_REPO_KEYS = {"region", "retention_full", "retention_diff"}
+_S3_KEYS = {"endpoint", "port", "uri_style", "ca_file", "key_type"}
+
+
+def _backup_problems(b: dict[str, Any], regions: dict[str, Any]) -> list[str]:
+    """Problems in ``drkit.backup`` (pgBackRest repositories and limits), dotted paths."""
+    problems = [f"drkit.backup.{k}: unknown key; expected one of: {', '.join(sorted(_BACKUP_KEYS))}"
+                for k in b if k not in _BACKUP_KEYS]
+    stanza = b.get("stanza")
+    if not isinstance(stanza, str) or not stanza.replace("-", "").replace("_", "").isalnum():
+        problems.append("drkit.backup.stanza: missing or not a name (letters, digits, - and _)")
+    repos = b.get("repositories")
+    if not isinstance(repos, list) or not repos:
+        problems.append("drkit.backup.repositories: expected a non-empty list of "
+                        "{region: ..., retention_full: N}")
+        repos = []
+    seen = set()
+    for i, repo in enumerate(repos):
+        path = f"drkit.backup.repositories[{i}]"
+        if not isinstance(repo, dict):
+            problems.append(f"{path}: expected a mapping")
+            continue
+        problems += [f"{path}.{k}: unknown key; expected one of: {', '.join(sorted(_REPO_KEYS))}"
+                     for k in repo if k not in _REPO_KEYS]
+        region = repo.get("region")
+        if region not in regions:
+            problems.append(f"{path}.region: {region!r} is not one of the regions "
+                            f"({', '.join(sorted(regions))})")
+        elif region in seen:
+            problems.append(f"{path}.region: {region} has a repository already")
+        seen.add(region)
+        for key in ("retention_full", "retention_diff"):
+            value = repo.get(key)
+            if (key in repo or key == "retention_full") and not (
+                    isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                problems.append(f"{path}.{key}: expected a whole number >= 1, got {value!r}")
+    s3 = b.get("s3")
+    if s3 is not None:
+        if not isinstance(s3, dict):
+            problems.append("drkit.backup.s3: expected a mapping")
+        else:
+            problems += [f"drkit.backup.s3.{k}: unknown key; expected one of: "
+                         f"{', '.join(sorted(_S3_KEYS))}" for k in s3 if k not in _S3_KEYS]
+            if s3.get("key_type", "shared") not in ("shared", "auto"):
+                problems.append(f"drkit.backup.s3.key_type: {s3.get('key_type')!r} is not "
+                                "shared (the estate's AWS keys) or auto (instance profile)")
+            if s3.get("uri_style", "host") not in ("host", "path"):
+                problems.append(f"drkit.backup.s3.uri_style: {s3.get('uri_style')!r} is not "
+                                "host or path")
+    for key in ("max_age", "config_retention"):
+        if key in b:
+            try:
+                parse_duration(b[key])
+            except ValueError as exc:
+                problems.append(f"drkit.backup.{key}: {exc}")
     return problems
