@@ -118,7 +118,11 @@ def parse_backup_info(text: str) -> list[BackupSet]:
 
 def read_repository(env: Any, repo: Repository) -> RepositoryState:
     """The backups a repository holds (its backup.info, else the .copy pgBackRest keeps)."""
-    s3 = env.client("s3", repo.cloud_region)
+    return read_repository_with(env.client("s3", repo.cloud_region), repo)
+
+
+def read_repository_with(s3: Any, repo: Repository) -> RepositoryState:
+    """``read_repository`` with a given S3 client (the bucket's region)."""
     last_error = None
     for key in (repo.backup_info_key, repo.backup_info_key + ".copy"):
         try:

@@ -52,22 +52,34 @@ def _parse_pg_time(text: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-@probe("backup.restored_point")
-def restored_point_probe(ctx: StepContext, last_commit: str, reference_time: str,
-                         target_time: str = "") -> dict[str, Any]:
-    """How far the restored copy is behind the point asked for: the reference (the
-    target time, else when the restore ran) minus the last transaction the copy
-    replayed. That is the RPO a real loss restored this way would have had."""
-    last = _parse_pg_time(last_commit)
+@probe("backup.restored_copy")
+def restored_copy_probe(ctx: StepContext, copy: dict[str, Any], reference_time: str,
+                        target_time: str = "") -> dict[str, Any]:
+    """Whether a restored copy passed verification (pg_amcheck, data checksums; the
+    restore playbook's report in ``copy``), and how far it is behind the point asked
+    for: the reference (the target time, else when the restore ran) minus the last
+    transaction the copy replayed. That is the RPO a real loss restored this way
+    would have had."""
+    problems = []
+    if str(copy.get("amcheck_ok")).lower() != "true":
+        problems.append("pg_amcheck found corruption: "
+                        + " / ".join(copy.get("amcheck_tail") or ["(no output)"]))
+    if copy.get("data_checksums") != "on":
+        problems.append(f"data checksums are {copy.get('data_checksums')!r}, not on")
+    last = _parse_pg_time(str(copy.get("last_commit") or ""))
     ref = _parse_pg_time((target_time or reference_time).replace("T", " ").replace("Z", "+00"))
     seconds = None if last is None or ref is None else max(0.0, (ref - last).total_seconds())
-    return {"last_commit": last.isoformat() if last else None,
+    tables = {f"{db}/{name}": t.get("rows") for db, per_db in (copy.get("tables") or {}).items()
+              for name, t in per_db.items()}
+    return {"ok": not problems, "problems": problems, "tables": tables,
+            "last_commit": last.isoformat() if last else None,
             "reference_time": ref.isoformat() if ref else None, "seconds": seconds,
             "rpo": {"seconds": seconds, "lost_writes": None,
                     "detail": {"evidence": "the last transaction the restored copy replayed",
                                "last_commit": last.isoformat() if last else None,
-                               "reference": ("target time" if target_time else "restore time"),
-                               "reference_time": ref.isoformat() if ref else None}}}
+                               "reference": "target time" if target_time else "restore time",
+                               "reference_time": ref.isoformat() if ref else None,
+                               "lsn": copy.get("lsn"), "restored": copy.get("restored")}}}
 
 
 @probe("backup.verify_results")

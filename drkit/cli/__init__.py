@@ -5,13 +5,14 @@ from __future__ import annotations
 from invoke import Collection
 
 from drkit import __version__
-from drkit.cli import dr, runs
+from drkit.cli import backup, dr, runs
 from drkit.cli.common import DrkitProgram
 
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
-              runs.report, dr.failover, dr.failback):
+              runs.report, dr.failover, dr.failback, backup.restore):
     ns.add_task(_task)
+ns.add_collection(backup.ns, name="backup")
 
 try:  # the lab's tasks need the lab package; a production bastion may not ship it
     from drkit.cli import lab as _lab

@@ -14,7 +14,8 @@ from drkit.project import find_project
 
 #: Each kind of chaos and the options it takes (all but restore need theirs).
 CHAOS_OPTIONS = {"zone-outage": ("zone",), "region-outage": ("region",), "node-kill": ("host",),
-                 "corrupt": ("table",), "restore": ("zone", "region", "host")}
+                 "corrupt": ("table",), "damage-backup": ("region",),
+                 "restore": ("zone", "region", "host")}
 CHAOS_KINDS = tuple(CHAOS_OPTIONS)
 
 
@@ -98,7 +99,8 @@ def reset(c):
 CHAOS_HELP = {
     "kind": f"one of: {', '.join(CHAOS_KINDS)}",
     "zone": "availability zone, e.g. eu-west-1a (zone-outage, restore)",
-    "region": "region, e.g. us-east or us-east-1 (region-outage, restore)",
+    "region": "region, e.g. us-east or us-east-1 (region-outage, restore); for "
+              "damage-backup, the region of the repository to damage",
     "host": "instance id, name or IP (node-kill, restore)",
     "table": "table to drop on the primary (corrupt)"}
 
@@ -106,8 +108,8 @@ CHAOS_HELP = {
 @task(positional=["kind"], help=CHAOS_HELP)
 @maps_errors
 def chaos(c, kind, zone="", region="", host="", table=""):
-    """Break the lab on purpose: zone/region outages, a crashed node, a dropped table;
-    `restore` undoes outages and node kills (all, or the one named)."""
+    """Break the lab on purpose: zone/region outages, a crashed node, a dropped table, a
+    damaged backup; `restore` undoes outages and node kills (all, or the one named)."""
     from drkit.lab import chaos as lab_chaos
     from drkit.lab.controller import INVENTORY_DIR
     from drkit.lab.paths import LabPaths
@@ -127,8 +129,15 @@ def chaos(c, kind, zone="", region="", host="", table=""):
                           hint=f"--{takes[0]}: {CHAOS_HELP[takes[0]]}")
     project = find_project()
     lab = LabPaths.for_project(project.root)
-    regions = load_environment(project, str(project.root / INVENTORY_DIR)).regions
+    environment = load_environment(project, str(project.root / INVENTORY_DIR))
+    regions = environment.regions
     lab_chaos.check_target(lab, regions, zone=zone, region=region, host=host, table=table)
+    if kind == "damage-backup":
+        from drkit.lab.backup import damage_backup
+
+        for line in damage_backup(environment.settings, region):
+            print(line)
+        return
 
     _controller()  # registers the database's chaos hook
     if kind == "zone-outage":

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drkit import backups
-from drkit.checks.backup import restored_point_probe, verify_results_probe
+from drkit.checks.backup import restored_copy_probe, verify_results_probe
 from drkit.errors import ConfigError
 
 T0 = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
@@ -98,12 +98,26 @@ def test_no_backup_yet_says_to_take_one():
     assert "take one with `invoke backup`" in p.problems[0]
 
 
+COPY = {"amcheck_ok": True, "amcheck_tail": [], "data_checksums": "on", "lsn": "0/3000060",
+        "last_commit": "2026-12-03 06:59:58.5+00",
+        "tables": {"app": {"public.drkit_canary": {"rows": 42, "hash": "7"}}}}
+
+
 def test_the_restored_point_is_measured_against_the_target_time():
-    out = restored_point_probe(None, last_commit="2026-12-03 06:59:58.5+00",
-                               reference_time="2026-12-03T08:00:00Z",
-                               target_time="2026-12-03T07:00:00+00:00")
-    assert out["seconds"] == pytest.approx(1.5)
+    out = restored_copy_probe(None, copy=COPY, reference_time="2026-12-03T08:00:00Z",
+                              target_time="2026-12-03T07:00:00+00:00")
+    assert out["ok"] and out["tables"] == {"app/public.drkit_canary": 42}
+    assert out["rpo"]["seconds"] == pytest.approx(1.5)
     assert out["rpo"]["detail"]["reference"] == "target time"
+
+
+def test_a_copy_that_fails_amcheck_or_lacks_checksums_is_not_ok():
+    out = restored_copy_probe(None, copy={**COPY, "amcheck_ok": "False", "data_checksums": "off",
+                                          "amcheck_tail": ["btree index t_pkey: corrupt"]},
+                              reference_time="2026-12-03T08:00:00Z")
+    assert not out["ok"]
+    assert "btree index t_pkey: corrupt" in out["problems"][0]
+    assert "data checksums are 'off'" in out["problems"][1]
 
 
 def test_verify_results_name_the_damaged_object():

@@ -1,0 +1,120 @@
+"""Backups: `invoke backup`, `backup.list`, `backup.verify`, and RB-DR-006's `restore`.
+
+`backup` and `restore` run their runbooks (journaled, locked, reported);
+`backup.list` reads what each repository holds straight from its bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from invoke import Collection, task
+
+from drkit.cli.common import maps_errors, parse_time, run_or_resume
+from drkit.cli.runs import RUN_HELP
+from drkit.durations import format_duration
+from drkit.errors import ConfigError
+
+BACKUP_RUNBOOK = "RB-BK-001"
+VERIFY_RUNBOOK = "RB-BK-002"
+RESTORE_RUNBOOK = "RB-DR-006"
+TYPES = ("full", "diff", "incr")
+LABEL_HINT = "labels look like 20261203-064040F (full) or 20261203-064040F_20261203-070000D"
+
+
+def _run_options(env: str, dry_run: bool, yes: bool, json_: bool, break_lock: bool,
+                 from_: str, only: str, incident_start: str = "") -> dict[str, object]:
+    return {"env": env, "dry_run": dry_run, "yes": yes, "json_mode": json_,
+            "break_lock": break_lock, "from_step": from_, "only": only,
+            "incident_start": incident_start}
+
+
+@task(default=True, help={"type": "full (default), diff or incr", **RUN_HELP})
+@maps_errors
+def take(c, type_="", incident_start="", dry_run=False, yes=False, resume="", env="",
+         json_=False, break_lock=False, from_="", only=""):
+    """RB-BK-001: a pgBackRest backup into every repository, from the node that is primary."""
+    if type_ and type_ not in TYPES:
+        raise ConfigError(f"--type {type_!r}: not a backup type", hint=f"use one of: "
+                          f"{', '.join(TYPES)}")
+    run_or_resume(BACKUP_RUNBOOK, {"type": type_ or "full"}, task_name="backup",
+                  resume=resume, given={"--type": type_},
+                  **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
+                                 incident_start))
+
+
+@task(name="list", help={"env": RUN_HELP["env"], "json": "print JSON"})
+@maps_errors
+def list_(c, env="", json_=False):
+    """Every backup in every repository: label, type, end, age, size, stop LSN."""
+    from drkit import backups
+    from drkit.env import load_environment
+    from drkit.project import find_project
+
+    environment = load_environment(find_project(), env or None)
+    now = datetime.now(UTC)
+    states = [backups.read_repository(environment, repo).as_dict(now)
+              for repo in backups.repositories(environment.settings)]
+    if json_:
+        print(json.dumps(states, indent=2))
+        return
+    for state in states:
+        where = f"repo{state['repo']} {state['region']} (s3://{state['bucket']})"
+        if not state["reachable"] or state["error"]:
+            print(f"{where}: {state['error']}")
+            continue
+        print(f"{where}: {len(state['backups'])} backup(s)")
+        for b in state["backups"]:
+            print(f"  {b['label']:<36} {b['type']:<5} ended {b['stop'][:19]}Z  "
+                  f"age {format_duration(b['age_s']):>10}  {b['size_bytes'] / 2**20:9.1f} MiB "
+                  f"(stored {b['repo_size_bytes'] / 2**20:.1f} MiB)  stop LSN {b['lsn_stop']}"
+                  + ("  ERROR" if b["error"] else ""))
+
+
+@task(help={**RUN_HELP})
+@maps_errors
+def verify(c, incident_start="", dry_run=False, yes=False, resume="", env="", json_=False,
+           break_lock=False, from_="", only=""):
+    """RB-BK-002: check every file's checksum in every repository and the WAL from each
+    backup on; a damaged repository fails the run (exit 4) naming each bad object."""
+    run_or_resume(VERIFY_RUNBOOK, {}, task_name="backup.verify", resume=resume, given={},
+                  **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
+                                 incident_start))
+
+
+@task(help={
+    "backup": "backup label, or latest (default: the newest that ends before --target-time)",
+    "target-time": "restore to this moment (ISO 8601, e.g. 2026-12-03T07:30:00Z); default: "
+                   "every archived WAL segment",
+    "region": "region whose repository to restore from; the scratch host runs there "
+              "(default: the first repository's)",
+    **RUN_HELP})
+@maps_errors
+def restore(c, backup="", target_time="", region="", incident_start="", dry_run=False,
+            yes=False, resume="", env="", json_=False, break_lock=False, from_="", only=""):
+    """RB-DR-006: restore a backup onto a scratch host and verify it (pg_amcheck,
+    checksums, table digests); the host is destroyed afterwards."""
+    if backup and backup != "latest" and not _looks_like_label(backup):
+        raise ConfigError(f"--backup {backup!r} is not a backup label", hint=LABEL_HINT)
+    when = parse_time(target_time, "--target-time")
+    run_or_resume(RESTORE_RUNBOOK,
+                  {"backup": backup or "latest", "region": region,
+                   "target_time": when.isoformat() if when else ""},
+                  task_name="restore", resume=resume,
+                  given={"--backup": backup, "--target-time": target_time, "--region": region},
+                  check_env=(lambda environment: environment.region(region)) if region else None,
+                  **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
+                                 incident_start))
+
+
+def _looks_like_label(text: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?", text))
+
+
+ns = Collection("backup")
+ns.add_task(take, name="backup", default=True)
+ns.add_task(list_)
+ns.add_task(verify)
