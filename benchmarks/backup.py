@@ -51,23 +51,23 @@ def ssh(lab: paths.LabPaths, address: str, command: str, timeout: float = 1800) 
     return proc.stdout.strip()
 
 
-def psql(lab: paths.LabPaths, address: str, sql: str, db: str = "app") -> str:
+def psql(lab: paths.LabPaths, address: str, sql: str, db: str) -> str:
     return ssh(lab, address, f"cd /tmp && runuser -u postgres -- psql -h /run/postgresql -XAtq "
                              f"-v ON_ERROR_STOP=1 -d {db} -c {shlex.quote(sql)}")
 
 
-def grow_database(lab: paths.LabPaths, primary: str, size_gb: float) -> int:
-    """Pad the app database to at least ``size_gb``; its size in bytes."""
-    size = int(psql(lab, primary, "SELECT pg_database_size('app')"))
+def grow_database(lab: paths.LabPaths, primary: str, db: str, size_gb: float) -> int:
+    """Pad the app's database to at least ``size_gb``; its size in bytes."""
+    size = int(psql(lab, primary, f"SELECT pg_database_size('{db}')", db))
     want = int(size_gb * 2**30)
-    if size < want:
-        rows = int((want - size) / 420) + 1  # ~420 bytes on disk per padding row
-        print(f"growing the app database from {size / 2**20:.0f} MiB by {rows} rows ...",
+    psql(lab, primary, f"CREATE TABLE IF NOT EXISTS {PAD_TABLE} (id bigint, pad text)", db)
+    while size < want:
+        rows = int((want - size) / 350) + 1000  # ~360 bytes on disk per padding row
+        print(f"growing database {db} from {size / 2**20:.0f} MiB by {rows} rows ...",
               flush=True)
-        psql(lab, primary, f"CREATE TABLE IF NOT EXISTS {PAD_TABLE} (id bigint, pad text)")
         psql(lab, primary, f"INSERT INTO {PAD_TABLE} SELECT g, repeat(md5(g::text), 10) "
-                           f"FROM generate_series(1, {rows}) g")
-        size = int(psql(lab, primary, "SELECT pg_database_size('app')"))
+                           f"FROM generate_series(1, {rows}) g", db)
+        size = int(psql(lab, primary, f"SELECT pg_database_size('{db}')", db))
     return size
 
 
@@ -112,9 +112,10 @@ def main() -> int:
     lab = paths.LabPaths.for_project(PROJECT_ROOT)
     primary = database.topology()["primary_host"]
     stanza = "lab"
-    size = grow_database(lab, primary, args.size_gb)
+    db = database.credentials()["dbname"]
+    size = grow_database(lab, primary, db, args.size_gb)
     mib = size / 2**20
-    print(f"app database: {mib:.0f} MiB on {primary}", flush=True)
+    print(f"database {db}: {mib:.0f} MiB on {primary}", flush=True)
 
     rows: dict[str, Any] = {"db_bytes": size}
     hand = 0.0
