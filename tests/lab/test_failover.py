@@ -185,6 +185,33 @@ def test_planned_failover_loses_nothing_under_load_and_proves_rpo_zero(lab, tmp_
     assert evidence["fenced_lsn"] == evidence["target_replay_lsn"]
 
 
+# ----------------------------------------------------------------------------- backups
+
+
+def test_after_a_planned_failover_backups_and_wal_follow_the_new_primary(lab, tmp_path):
+    """The promoted node backs up and archives on the same stanza: a restore of
+    everything archived holds the writes acknowledged on the new timeline."""
+    assert topology()["primary_region"] == "eu-west"
+    with Canary(tmp_path / "canary") as canary:
+        proc = drkit("backup", "--type", "incr", "--yes", "--json")
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        source = next(e["outputs"] for e in journal(result_of(proc)["run_id"])
+                      if e["event"] == "step_output" and e["step"] == "backup")
+        assert "eu-west" in next(iter(source["facts"].values()))["source"]
+        canary.keep_writing()
+        acked = len(canary.acks)  # all archived by the restore's archive-now step
+        proc = drkit("restore", "--yes", "--json")
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        run_id = result_of(proc)["run_id"]
+    copy = next(iter(next(e["outputs"] for e in journal(run_id)
+                          if e["event"] == "step_output" and e["step"] == "restore")
+                     ["facts"].values()))
+    dbname = database.credentials()["dbname"]
+    others = int(in_host(lab, "eu-west", "SELECT count(*) FROM drkit_canary WHERE run_id <> "
+                                         f"'{canary.writer.config.run_id}'").stdout)
+    assert copy["tables"][dbname]["public.drkit_canary"]["rows"] >= others + acked
+
+
 # ----------------------------------------------------------------------------- resume
 
 
