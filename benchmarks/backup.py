@@ -38,6 +38,9 @@ from drkit.journal import read_events  # noqa: E402
 from drkit.lab import database, netns, paths  # noqa: E402
 from drkit.lab.hosts import ssh_argv  # noqa: E402
 
+sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+from failover import run as drkit  # noqa: E402  (one drkit run: result event, wall time)
+
 TARGETS = {"backup_overhead_pct": 10.0, "restore_e2e_s": 90.0}
 PGBACKREST = "runuser -u postgres -- pgbackrest --config-path=/var/lib/postgresql/pgbackrest"
 PAD_TABLE = "drkit_bench_pad"
@@ -69,20 +72,6 @@ def grow_database(lab: paths.LabPaths, primary: str, db: str, size_gb: float) ->
                            f"FROM generate_series(1, {rows}) g", db)
         size = int(psql(lab, primary, f"SELECT pg_database_size('{db}')", db))
     return size
-
-
-def drkit(*args: str) -> tuple[dict[str, Any], float]:
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "drkit", *args, "--yes", "--json"],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
-    wall = time.monotonic() - start
-    result = next((json.loads(line) for line in reversed(proc.stdout.splitlines())
-                   if '"event": "result"' in line), None)
-    if proc.returncode != 0 or result is None:
-        raise RuntimeError(f"drkit {' '.join(args)} exited {proc.returncode}: "
-                           f"{proc.stderr[-2000:]}")
-    return result, wall
 
 
 def steps_of(run_id: str) -> dict[str, float]:
