@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from drkit.drivers.ansible import strategy_envvars
 
@@ -55,6 +56,26 @@ def _scenario_roles() -> list[str]:
 def test_every_role_has_a_molecule_scenario() -> None:
     missing = [r for r in _roles() if r not in _scenario_roles()]
     assert not missing, f"roles without molecule/default/molecule.yml: {missing}"
+
+
+def _test_sequence(role: str) -> list[str]:
+    own = yaml.safe_load((ROLES / role / "molecule" / "default" / "molecule.yml").read_text())
+    sequence = (own.get("scenario") or {}).get("test_sequence")
+    return sequence or yaml.safe_load(BASE_CONFIG.read_text())["scenario"]["test_sequence"]
+
+
+def test_scenarios_converge_twice_verify_and_destroy() -> None:
+    """What a scenario's sequence may not lose to save time: create, a converge, a
+    second converge that must change nothing (idempotence), a verify after both,
+    and a destroy last (molecule runs it even when an action fails)."""
+    wrong = {}
+    for role in _scenario_roles():
+        sequence = _test_sequence(role)
+        steps = [s for s in sequence if s in ("create", "converge", "idempotence", "verify")]
+        if steps != ["create", "converge", "idempotence", "verify"] or sequence[-1] != "destroy":
+            wrong[role] = sequence
+    assert not wrong, ("sequences without create, converge, idempotence, verify in that order "
+                       f"and destroy last: {wrong}")
 
 
 # What a scenario claims for itself: its temporary root and the loopback ports its
