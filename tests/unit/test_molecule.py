@@ -16,11 +16,14 @@ loopback ports (test_scenarios_use_their_own_roots_and_ports).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -123,11 +126,18 @@ def test_scenario_ports_are_outside_the_ephemeral_range() -> None:
                         f"{inside}; use ports below it")
 
 
+def _ansible_playbook() -> str | None:
+    """The ansible-playbook beside the Python running the tests (the one with
+    drkit and Mitogen), else the first on PATH."""
+    beside = Path(sys.executable).with_name("ansible-playbook")
+    return str(beside) if beside.is_file() else shutil.which("ansible-playbook")
+
+
 def _prerequisites() -> list[str]:
     problems = []
-    if shutil.which("molecule") is None:
-        problems.append("molecule is not on PATH (pip install molecule)")
-    if shutil.which("ansible-playbook") is None:
+    if importlib.util.find_spec("molecule") is None:
+        problems.append(f"molecule is not installed for {sys.executable} (pip install molecule)")
+    if _ansible_playbook() is None:
         problems.append("ansible-playbook is not on PATH")
     if os.geteuid() != 0:
         problems.append("the scenarios run PostgreSQL through runuser: run as root")
@@ -162,17 +172,37 @@ class ScenarioResult:
         return "\n".join(shown + text[-lines:])
 
 
-def _run_scenario(role: str, workdir: Path) -> ScenarioResult:
+def _answer_version_once(bindir: Path) -> None:
+    """Puts an ansible-playbook in bindir that answers ``--version`` from one real
+    run and hands every other call to the real one. molecule runs
+    ``ansible-playbook --version`` before every action only to see that it is
+    installed (molecule/provisioner/ansible_playbook.py, _validate_backend): ~0.3 s
+    of CPU each time, six or seven times a scenario."""
+    real = _ansible_playbook()
+    assert real is not None
+    version = bindir / "ansible-playbook.version"
+    version.write_text(subprocess.run([real, "--version"], capture_output=True, text=True,
+                                      check=True).stdout)
+    shim = bindir / "ansible-playbook"
+    shim.write_text(f'#!/bin/sh\n[ "$*" = --version ] && exec cat {shlex.quote(str(version))}\n'
+                    f'exec {shlex.quote(real)} "$@"\n')
+    shim.chmod(0o755)
+
+
+def _run_scenario(role: str, workdir: Path, bindir: Path) -> ScenarioResult:
     home = workdir / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "ANSIBLE_HOME": str(workdir / "ansible"),
+           "PATH": os.pathsep.join([str(bindir), os.environ.get("PATH", os.defpath)]),
            "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "PY_COLORS": "0",
            **strategy_envvars(os.environ)}
     log = workdir / "molecule.log"
     start = time.monotonic()
-    base = os.path.relpath(BASE_CONFIG, ROLES / role)
+    # molecule with this Python, not a wrapper on PATH (pyenv's would put its own
+    # bin directory before bindir).
+    molecule = [sys.executable, "-m", "molecule", "-c", os.path.relpath(BASE_CONFIG, ROLES / role)]
     with log.open("w") as out:
-        proc = subprocess.Popen(["molecule", "-c", base, "test"], cwd=ROLES / role, env=env,
+        proc = subprocess.Popen([*molecule, "test"], cwd=ROLES / role, env=env,
                                 stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -182,7 +212,7 @@ def _run_scenario(role: str, workdir: Path) -> ScenarioResult:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             # The killed run never reached its destroy: what it built goes now.
-            subprocess.run(["molecule", "-c", base, "destroy"], cwd=ROLES / role, env=env,
+            subprocess.run([*molecule, "destroy"], cwd=ROLES / role, env=env,
                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                            timeout=300, check=False)
     return ScenarioResult(role, rc, time.monotonic() - start, log)
@@ -209,10 +239,13 @@ def molecule_scenarios(request: pytest.FixtureRequest,
         return
     roles = [item.callspec.params["role"] for item in request.session.items
              if getattr(item, "function", None) is test_molecule_scenario_passes]
+    bindir = tmp_path_factory.mktemp("molecule-bin")
+    _answer_version_once(bindir)
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="molecule")
     try:
         yield Scenarios([], {
-            role: pool.submit(_run_scenario, role, tmp_path_factory.mktemp(f"molecule-{role}"))
+            role: pool.submit(_run_scenario, role, tmp_path_factory.mktemp(f"molecule-{role}"),
+                              bindir)
             for role in dict.fromkeys(roles)})
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
