@@ -15,6 +15,7 @@ censored by Ansible in every event.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import uuid
@@ -27,7 +28,9 @@ import ansible_runner
 
 from drkit.drivers.reaper import RUN_TOKEN_ENV, Guard
 from drkit.drivers.result import DriverResult, last_lines
+from drkit.fsutil import atomic_write_text
 from drkit.journal import utc_now_iso
+from drkit.redact import redact
 
 #: Environment every playbook runs with: no prompts, no clutter, plain text.
 BASE_ENVVARS: dict[str, str] = {
@@ -77,6 +80,22 @@ _ENV_FILES = ("extravars", "envvars", "cmdline", "passwords", "settings", "ssh_k
 
 _STAT_KEYS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
               "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
+
+
+def _scrub_commands(private_data_dir: Path) -> None:
+    """Mask secret-looking variables (PGPASSWORD, AWS_SECRET_ACCESS_KEY, ...) in the
+    environment ansible-runner records in each run's ``artifacts/<id>/command``: it
+    copies drkit's whole environment there (found by the lab's secret scan: a
+    PGPASSWORD in the environment of a lab reset)."""
+    for command in private_data_dir.glob("artifacts/*/command"):
+        try:
+            data = json.loads(command.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("env"), dict):
+            scrubbed = {**data, "env": redact(data["env"])}
+            if scrubbed != data:
+                atomic_write_text(command, json.dumps(scrubbed))
 
 
 def runner_kwargs(
@@ -269,6 +288,7 @@ def run_playbook(
                             tail=[f"{type(exc).__name__}: {exc}"])
     finally:
         _clean_env_files(private_data_dir)
+        _scrub_commands(private_data_dir)
 
     totals = {n: sum(h[n] for h in stats.values()) for n in ("ok", "changed", "failed",
                                                             "unreachable")}

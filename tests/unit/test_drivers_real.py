@@ -481,3 +481,20 @@ def test_a_survivor_that_outlasts_the_timeout_fails_the_command_and_says_how_to_
     assert not result.ok
     assert f"stop it with `kill -TERM {sleeper.pid}`" in result.summary + "\n".join(result.tail)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_secret_in_drkits_environment_is_masked_in_the_runners_command_file(
+        tmp_path: Path, monkeypatch):
+    # ansible-runner records the whole environment in artifacts/<id>/command; a
+    # PGPASSWORD there was found by the lab's secret scan (a lab reset run by a
+    # test that had set it).
+    monkeypatch.setenv("PGPASSWORD", "correct-horse-battery")
+    pdd = tmp_path / "pdd"
+    result = run_playbook(DEMO / "playbook.yml", inventory=INVENTORY, private_data_dir=pdd,
+                          extra_vars={"demo_out_dir": str(tmp_path / "out")})
+    assert result.ok, result.tail
+    [command] = pdd.glob("artifacts/*/command")
+    assert json.loads(command.read_text())["env"]["PGPASSWORD"] != "correct-horse-battery"
+    for path in pdd.rglob("*"):
+        if path.is_file():
+            assert "correct-horse-battery" not in path.read_text(errors="replace"), path
