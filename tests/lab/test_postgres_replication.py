@@ -116,9 +116,18 @@ def test_dns_and_the_app_lead_to_the_primary(lab_site) -> None:
         assert health["db_primary"] is True and health["db_address"] == primary["ip"]
 
 
-def test_wal_reaches_the_primary_regions_archive(lab_site) -> None:
+def test_wal_reaches_every_backup_repository(lab_site) -> None:
+    """pgBackRest archives each WAL segment into every region's repository."""
+    from drkit import backups
+    from drkit.lab import database
+
     lab = lab_site
     primary = lab.host(role="db", dr_region="us-east")
     segment = _psql(lab, primary["ip"], "SELECT pg_walfile_name(pg_switch_wal())")
-    _wait(f"{segment} in /mnt/regional/wal", lambda: lab.ssh(
-        primary["ip"], f"test -f /mnt/regional/wal/{segment}").returncode == 0)
+    settings = database._context().env.settings
+    for repo in backups.repositories(settings):
+        s3 = control_plane.client("s3", repo.cloud_region)
+        prefix = f"{repo.archive_prefix}15-1/{segment[:16]}/{segment}"
+        _wait(f"{segment} in repo{repo.number} ({repo.region})",
+              lambda s3=s3, bucket=repo.bucket, p=prefix: s3.list_objects_v2(
+                  Bucket=bucket, Prefix=p).get("KeyCount", 0) > 0)
