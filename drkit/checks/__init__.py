@@ -3,6 +3,7 @@
 from drkit.checks import (  # noqa: F401
     aws,
     backup,
+    config_backup,
     dns,
     estate,
     failover,

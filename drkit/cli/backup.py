@@ -20,6 +20,7 @@ BACKUP_RUNBOOK = "RB-BK-001"
 VERIFY_RUNBOOK = "RB-BK-002"
 RESTORE_RUNBOOK = "RB-DR-006"
 TYPES = ("full", "diff", "incr")
+WHATS = ("data", "config", "all")
 LABEL_HINT = "labels look like 20261203-064040F (full) or 20261203-064040F_20261203-070000D"
 
 
@@ -30,25 +31,37 @@ def _run_options(env: str, dry_run: bool, yes: bool, json_: bool, break_lock: bo
             "incident_start": incident_start}
 
 
-@task(default=True, help={"type": "full (default), diff or incr", **RUN_HELP})
+@task(default=True, help={
+    "type": "full (default), diff or incr",
+    "what": "data (default: the database), config (inventory, app configuration, "
+            "Terraform state) or all",
+    **RUN_HELP})
 @maps_errors
-def take(c, type_="", incident_start="", dry_run=False, yes=False, resume="", env="",
-         json_=False, break_lock=False, from_="", only=""):
-    """RB-BK-001: a pgBackRest backup into every repository, from the node that is primary."""
+def take(c, type_="", what="", incident_start="", dry_run=False, yes=False, resume="",
+         env="", json_=False, break_lock=False, from_="", only=""):
+    """RB-BK-001: a pgBackRest backup into every repository, from the node that is
+    primary, and/or a configuration backup into every region's bucket."""
     if type_ and type_ not in TYPES:
         raise ConfigError(f"--type {type_!r}: not a backup type", hint=f"use one of: "
                           f"{', '.join(TYPES)}")
-    run_or_resume(BACKUP_RUNBOOK, {"type": type_ or "full"}, task_name="backup",
-                  resume=resume, given={"--type": type_},
+    if what and what not in WHATS:
+        raise ConfigError(f"--what {what!r}: not something to back up",
+                          hint=f"use one of: {', '.join(WHATS)}")
+    run_or_resume(BACKUP_RUNBOOK, {"type": type_ or "full", "what": what or "data"},
+                  task_name="backup", resume=resume, given={"--type": type_, "--what": what},
                   **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
                                  incident_start))
 
 
-@task(name="list", help={"env": RUN_HELP["env"], "json": "print JSON"})
+@task(name="list", help={"env": RUN_HELP["env"], "json": "print JSON",
+                         "config": "with --json: also the configuration backups "
+                                   "({repositories, config})"})
 @maps_errors
-def list_(c, env="", json_=False):
-    """Every backup in every repository: label, type, end, age, size, stop LSN."""
+def list_(c, env="", json_=False, config=False):
+    """Every backup in every repository: label, type, end, age, size, stop LSN; and the
+    configuration backups in every region's bucket."""
     from drkit import backups
+    from drkit.checks.config_backup import read_all
     from drkit.env import load_environment
     from drkit.project import find_project
 
@@ -56,8 +69,12 @@ def list_(c, env="", json_=False):
     now = datetime.now(UTC)
     states = [backups.read_repository(environment, repo).as_dict(now)
               for repo in backups.repositories(environment.settings)]
+    configs = [{"region": c["region"], "bucket": c["bucket"], "error": c["error"],
+                "backups": [b.as_dict(now) for b in c["backups"]]}
+               for c in read_all(environment)]
     if json_:
-        print(json.dumps(states, indent=2))
+        print(json.dumps(states, indent=2) if not config else
+              json.dumps({"repositories": states, "config": configs}, indent=2))
         return
     for state in states:
         where = f"repo{state['repo']} {state['region']} (s3://{state['bucket']})"
@@ -70,6 +87,15 @@ def list_(c, env="", json_=False):
                   f"age {format_duration(b['age_s']):>10}  {b['size_bytes'] / 2**20:9.1f} MiB "
                   f"(stored {b['repo_size_bytes'] / 2**20:.1f} MiB)  stop LSN {b['lsn_stop']}"
                   + ("  ERROR" if b["error"] else ""))
+    print("configuration backups:")
+    for c in configs:
+        where = f"  {c['region']} (s3://{c['bucket']})"
+        newest = c["backups"][-1] if c["backups"] else None
+        print(f"{where}: {c['error']}" if c["error"] else
+              f"{where}: {len(c['backups'])} backup(s)" + (
+                  f", newest {newest['label']} age {format_duration(newest['age_s'])}, "
+                  f"{newest['files']} files, {newest['size_bytes'] / 1024:.1f} KiB"
+                  if newest else ""))
 
 
 @task(help={**RUN_HELP})

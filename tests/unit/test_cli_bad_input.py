@@ -107,6 +107,9 @@ BAD_INPUT = [
     (["failback", *LAB], "failback needs --region"),
     (["failback", "--region", "pluto", *LAB], "unknown region 'pluto' in environment lab"),
     (["failback", "--resume", A_DR_RUN, "--region", "us-east"], "--region cannot change them"),
+    # backup
+    (["backup", "--type", "weekly", *LAB], "--type 'weekly': not a backup type"),
+    (["backup", "--what", "everything", *LAB], "--what 'everything': not something to back up"),
     # the lab
     (["lab.up", "--no-configur"], "No idea what '--no-configur' is"),
     (["lab.down", "now"], "No idea what 'now' is"),
