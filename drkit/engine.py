@@ -227,6 +227,14 @@ class Engine:
             if holder:
                 findings.append(f"lock: held by {holder.describe()}")
         for step in runbook.preflight:
+            # A check that only one mode of a runbook needs (RB-DR-006 --into db)
+            # says so with ``when``; earlier checks' outputs are in ``steps``.
+            ctx = {**base_ctx, "steps": self._steps_ctx()}
+            if step.when and not evaluate(step.when, ctx):
+                self._decide(f"{step.id}: skipped, when is false: {step.when}")
+                self.display.step_finished(step.id, "skipped", 0.0,
+                                           f"when is false: {step.when}")
+                continue
             outcome = self._execute(step, base_ctx, run_dir, journal_phase=None)
             if not outcome.ok:
                 findings.append(f"{step.id}: {outcome.error or outcome.summary}")

@@ -147,3 +147,37 @@ def test_a_missed_rto_target_exits_6_after_writing_the_report(workspace):
     report = json.loads((workspace.only_run() / "report.json").read_text())
     assert report["met"]["rto"] is False
     assert "<failure" in (workspace.only_run() / "junit.xml").read_text()
+
+
+def test_a_preflight_check_whose_when_is_false_is_skipped_and_says_so(workspace, tmp_path):
+    marker = tmp_path / "changed"
+    (workspace.root / "runbooks" / "RB-TEST-006-when.yml").write_text(f"""\
+id: RB-TEST-006
+title: A preflight check only one mode needs
+why: RB-DR-006 checks the estate only when it restores onto it.
+severity: SEV4
+targets: {{rto: 5m, rpo: 0s}}
+params:
+  into: {{type: str, default: scratch, choices: [scratch, db], help: where}}
+preflight:
+  - id: estate
+    when: params.into == 'db'
+    check:
+      probe: local.path
+      args: {{path: no-such-file}}
+      expect: result.exists
+steps:
+  - id: change
+    action: {{name: local.write_marker, args: {{path: "{marker}"}}}}
+""")
+    out = workspace.drkit("run", "RB-TEST-006")
+    assert out.returncode == 0, out.stdout + out.stderr
+    events = read_events(workspace.only_run() / "journal.jsonl")
+    assert "estate: skipped, when is false: params.into == 'db'" in [
+        e["text"] for e in events if e["event"] == "decision"]
+    assert marker.exists()
+
+    marker.unlink()
+    out = workspace.drkit("run", "RB-TEST-006", "--param", "into=db")
+    assert out.returncode == ExitCode.PREFLIGHT_FAILED, out.stdout + out.stderr
+    assert not marker.exists()
