@@ -10,4 +10,5 @@ from drkit.checks import (  # noqa: F401
     http,
     local,
     postgres,
+    restore,
 )

@@ -21,6 +21,8 @@ VERIFY_RUNBOOK = "RB-BK-002"
 RESTORE_RUNBOOK = "RB-DR-006"
 TYPES = ("full", "diff", "incr")
 WHATS = ("data", "config", "all")
+#: Where `restore --into` puts the copy: a scratch host, or the estate's services.
+RESTORE_INTO = ("scratch", "db")
 LABEL_HINT = "labels look like 20261203-064040F (full) or 20261203-064040F_20261203-070000D"
 
 
@@ -113,22 +115,31 @@ def verify(c, incident_start="", dry_run=False, yes=False, resume="", env="", js
     "backup": "backup label, or latest (default: the newest that ends before --target-time)",
     "target-time": "restore to this moment (ISO 8601, e.g. 2026-12-03T07:30:00Z); default: "
                    "every archived WAL segment",
-    "region": "region whose repository to restore from; the scratch host runs there "
-              "(default: the first repository's)",
+    "region": "region whose repository to restore from; with --into scratch the scratch "
+              "host runs there (default: the first repository's)",
+    "into": "scratch (default: a throwaway host, verified and destroyed) or db (the estate's "
+            "database, overwritten after an approval naming what is lost)",
     **RUN_HELP})
 @maps_errors
-def restore(c, backup="", target_time="", region="", incident_start="", dry_run=False,
-            yes=False, resume="", env="", json_=False, break_lock=False, from_="", only=""):
+def restore(c, backup="", target_time="", region="", into="", incident_start="",
+            dry_run=False, yes=False, resume="", env="", json_=False, break_lock=False,
+            from_="", only=""):
     """RB-DR-006: restore a backup onto a scratch host and verify it (pg_amcheck,
-    checksums, table digests); the host is destroyed afterwards."""
+    checksums, table digests), the host destroyed afterwards; or, --into db, onto the
+    estate's database (old data directory kept, replicas rebuilt)."""
+    if into and into not in RESTORE_INTO:
+        raise ConfigError(f"--into {into!r}: nothing to restore into by that name",
+                          hint=f"use one of: {', '.join(RESTORE_INTO)}")
     if backup and backup != "latest" and not _looks_like_label(backup):
         raise ConfigError(f"--backup {backup!r} is not a backup label", hint=LABEL_HINT)
     when = parse_time(target_time, "--target-time")
     run_or_resume(RESTORE_RUNBOOK,
                   {"backup": backup or "latest", "region": region,
-                   "target_time": when.isoformat() if when else ""},
+                   "target_time": when.isoformat() if when else "",
+                   "into": into or "scratch"},
                   task_name="restore", resume=resume,
-                  given={"--backup": backup, "--target-time": target_time, "--region": region},
+                  given={"--backup": backup, "--target-time": target_time, "--region": region,
+                         "--into": into},
                   check_env=(lambda environment: environment.region(region)) if region else None,
                   **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
                                  incident_start))

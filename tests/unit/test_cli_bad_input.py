@@ -24,6 +24,7 @@ FIXTURES = REPO / "tests" / "fixtures" / "engine"
 
 A_DR_RUN = "20261122T030112Z-RB-DR-003"
 A_TEST_RUN = "20261122T030112Z-RB-TEST-001"
+A_RESTORE_RUN = "20261122T030112Z-RB-DR-006"
 FUTURE = "2999-01-01T00:00:00Z"
 LAB = ("--env", "lab")
 
@@ -132,6 +133,11 @@ BAD_INPUT = [
     (["lab.canary", "--for", "forever"], "--for 'forever' is not a duration"),
     (["lab.canary", "--out", "{project}/runbooks/RB-TEST-001-steps.yml"],
      "exists and is not a directory"),
+    # restore
+    (["restore", "--into", "web", *LAB],
+     "--into 'web': nothing to restore into by that name; use one of: scratch, db"),
+    (["restore", "--resume", A_RESTORE_RUN, "--into", "db"], "--into cannot change them"),
+    (["restore", "--resume", A_DR_RUN], "not a run of RB-DR-006"),
     # the program itself
     (["--nope"], "No idea what '--nope' is"),
     (["nosuchtask"], "No idea what 'nosuchtask' is"),
@@ -160,6 +166,22 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(project, monkeypatch
     assert says in lines[0], lines[0]
     assert out == ""
     assert _files(project) == before  # no run directory, no lock, no lab state
+
+
+def test_restore_into_db_without_a_terminal_or_yes_is_refused_before_anything_runs(
+        project, monkeypatch, capsys):
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("restore --into db went past its approval check")
+
+    monkeypatch.setattr("drkit.engine.Engine._locked", must_not_run)
+    before = _files(project)
+
+    code = drkit("restore", "--into", "db", *LAB)
+
+    err = capsys.readouterr().err
+    assert code == ExitCode.APPROVAL_REQUIRED, err
+    assert "RB-DR-006 needs approval at step(s) approve" in err and "--yes" in err
+    assert _files(project) == before
 
 
 # ----------------------------------------------------------------------------- preflight
