@@ -258,9 +258,10 @@ def validate_settings(s: dict[str, Any]) -> list[str]:
     return problems
 
 
-_BACKUP_KEYS = {"stanza", "repositories", "s3", "max_age", "config_retention"}
+_BACKUP_KEYS = {"stanza", "repositories", "s3", "tls", "max_age", "config_retention"}
 _REPO_KEYS = {"region", "retention_full", "retention_diff"}
 _S3_KEYS = {"endpoint", "port", "uri_style", "ca_file", "key_type"}
+_TLS_KEYS = {"ca_file", "ca_key_file", "port"}
 
 
 def _backup_problems(b: dict[str, Any], regions: dict[str, Any]) -> list[str]:
@@ -308,10 +309,31 @@ def _backup_problems(b: dict[str, Any], regions: dict[str, Any]) -> list[str]:
             if s3.get("uri_style", "host") not in ("host", "path"):
                 problems.append(f"drkit.backup.s3.uri_style: {s3.get('uri_style')!r} is not "
                                 "host or path")
+    problems += _backup_tls_problems(b.get("tls"))
     for key in ("max_age", "config_retention"):
         if key in b:
             try:
                 parse_duration(b[key])
             except ValueError as exc:
                 problems.append(f"drkit.backup.{key}: {exc}")
+    return problems
+
+
+def _backup_tls_problems(tls: Any) -> list[str]:
+    """Problems in ``drkit.backup.tls``: the estate CA that signs each db host's
+    certificate for pgBackRest's TLS server (backups taken from a standby)."""
+    if tls is None:
+        return []
+    if not isinstance(tls, dict):
+        return ["drkit.backup.tls: expected a mapping {ca_file, ca_key_file, port}"]
+    allowed = ", ".join(sorted(_TLS_KEYS))
+    problems = [f"drkit.backup.tls.{k}: unknown key; expected one of: {allowed}"
+                for k in tls if k not in _TLS_KEYS]
+    for key in ("ca_file", "ca_key_file"):
+        if not isinstance(tls.get(key), str) or not tls[key].strip():
+            problems.append(f"drkit.backup.tls.{key}: expected a path on the control node "
+                            "(the estate CA's certificate and its key)")
+    port = tls.get("port", 8432)
+    if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
+        problems.append(f"drkit.backup.tls.port: expected a port 1-65535, got {port!r}")
     return problems
