@@ -117,6 +117,11 @@ def _ansible(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
              **inventory_cache.prepare(ctx.env, ctx.run_dir / "inventory-cache")},
         on_event=on_event, timeout=rt.timeout_s,
     )
+    # A play states a choice it made (where a backup runs, and why) as
+    # drkit_outputs.decision: journaled as a decision, like the engine's own.
+    for published in (result.outputs or {}).get("facts", {}).values():
+        if isinstance(published, dict) and isinstance(published.get("decision"), str):
+            ctx.decide(" ".join(published["decision"].split()))
     return _from_driver(result)
 
 

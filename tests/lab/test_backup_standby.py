@@ -1,0 +1,122 @@
+"""Backups from a standby on the real lab (RB-BK-001, issue 12): while a replica
+streams, `invoke backup` copies the files from it and only starts and stops the
+backup on the primary (pgBackRest's backup-standby, through the primary's TLS
+server with certificates from the lab's CA); with no healthy standby it backs
+up on the primary and says why.
+
+Leaves behind: two more full backups in each repository (one from a standby,
+one from the primary), expired by retention as usual; the lab in its baseline
+topology (primary in us-east, both replicas streaming again).
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+
+import pytest
+
+from drkit import backups
+from drkit.lab import control_plane, database
+from tests.lab.runs import drkit, journal, result_of, wait
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
+PGDATA = "/var/lib/postgresql/15/main"
+
+
+@pytest.fixture(scope="module")
+def lab(lab_estate):
+    from tests.lab.conftest import require_site
+
+    require_site(lab_estate)
+    return lab_estate
+
+
+def backup_run(*args: str) -> tuple[str, dict]:
+    """Run `drkit backup`; its run id and what its backup step reported."""
+    proc = drkit("backup", *args, "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    run_id = result_of(proc)["run_id"]
+    outputs = [e["outputs"] for e in journal(run_id)
+               if e["event"] == "step_output" and e["step"] == "backup"]
+    assert outputs, f"run {run_id} reported no backup outputs"
+    facts = outputs[-1]["facts"]
+    assert len(facts) == 1, facts
+    return run_id, next(iter(facts.values()))
+
+
+def decisions(run_id: str) -> list[str]:
+    return [e["text"] for e in journal(run_id) if e["event"] == "decision"]
+
+
+def backup_info_entries() -> dict[tuple[int, str], dict]:
+    """pgBackRest's own record of every backup, read from each bucket's backup.info:
+    (repo, label) -> its JSON entry (backup-standby among the options)."""
+    settings = database._context().env.settings
+    found = {}
+    for repo in backups.repositories(settings):
+        s3 = control_plane.client("s3", repo.cloud_region)
+        body = s3.get_object(Bucket=repo.bucket, Key=repo.backup_info_key)["Body"].read().decode()
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str
+        parser.read_string(body)
+        for label, raw in parser.items("backup:current"):
+            found[(repo.number, label)] = json.loads(raw)
+    return found
+
+
+def region_of(host: str, topo: dict) -> str:
+    return next(r for r in topo["nodes"] if f"-{r}-" in host)
+
+
+def test_a_backup_is_taken_from_a_streaming_standby_not_the_primary(lab):
+    topo = database.topology()
+    assert topo["primary_region"] == "us-east", topo
+    run_id, out = backup_run("--type", "full")
+
+    assert out["from_standby"] is True, out
+    assert region_of(out["primary"], topo) == "us-east"
+    source_region = region_of(out["source"], topo)
+    assert source_region != "us-east"
+    assert topo["nodes"][source_region]["role"] == "replica"
+    assert [b["repo"] for b in out["backups"]] == [1, 2]
+    assert all(b["from_standby"] and b["type"] == "full" for b in out["backups"])
+    # pgBackRest recorded each backup as taken from a standby.
+    info = backup_info_entries()
+    for b in out["backups"]:
+        entry = info[(b["repo"], b["label"])]
+        assert entry["option-backup-standby"] is True, entry
+        assert entry["backup-lsn-stop"] == b["lsn_stop"]
+    assert any(d.startswith("backup: backup from standby") and out["source"] in d
+               for d in decisions(run_id)), decisions(run_id)
+
+
+def test_with_no_standby_streaming_the_backup_is_taken_on_the_primary_and_says_why(lab):
+    topo = database.topology()
+    replicas = [r for r, n in topo["nodes"].items() if n["role"] == "replica"]
+    assert replicas, topo
+    addresses = {r: lab.host(role="db", dr_region=r)["ip"] for r in replicas}
+    try:
+        for address in addresses.values():
+            stop = lab.ssh(address, f"cd / && runuser -u postgres -- {PG_CTL} stop -D {PGDATA} "
+                                    "-m fast -w")
+            assert stop.returncode == 0, stop.stderr
+        run_id, out = backup_run("--type", "full")
+    finally:
+        for address in addresses.values():
+            lab.ssh(address, f"cd / && runuser -u postgres -- {PG_CTL} start -D {PGDATA} "
+                             f"-l {PGDATA}.log -w -t 60")
+    assert out["from_standby"] is False, out
+    assert out["source"] == out["primary"]
+    assert region_of(out["source"], topo) == "us-east"
+    info = backup_info_entries()
+    for b in out["backups"]:
+        assert info[(b["repo"], b["label"])]["option-backup-standby"] is False
+    said = [d for d in decisions(run_id) if d.startswith("backup: backup on primary")]
+    assert said and "no healthy standby" in said[0], decisions(run_id)
+    assert all(out["primary"] not in part for part in said[0].split(";")[1:])
+    # Baseline again: every replica streams.
+    wait("the replicas to stream again", lambda: all(
+        database.topology()["nodes"][r].get("streaming") for r in replicas), timeout=60)
