@@ -17,6 +17,7 @@ import yaml
 
 from drkit.durations import parse_duration
 from drkit.errors import ConfigError
+from drkit.keys import settings as keys_settings
 from drkit.project import Project
 from drkit.redact import is_secret_key, register_secret
 
@@ -25,7 +26,7 @@ DEFAULT_ENV = "lab"
 
 _TOP_KEYS = {
     "estate", "aws", "control_region", "terraform", "regions", "dns", "targets",
-    "notify", "lock", "lab", "postgres", "backup",
+    "notify", "lock", "lab", "postgres", "backup", "keys",
 }
 _REGION_ROLES = {"primary", "hot-standby", "warm-standby", "standby"}
 _CHANNEL_TYPES = {"file", "stdout", "webhook"}
@@ -252,6 +253,8 @@ def validate_settings(s: dict[str, Any]) -> list[str]:
                                     f"the regions ({', '.join(sorted(regions))})")
     if "backup" in s and need_map(s["backup"], "drkit.backup"):
         problems += _backup_problems(s["backup"], regions if isinstance(regions, dict) else {})
+    if "keys" in s:
+        problems += keys_settings.problems(s["keys"])
     for key in ("terraform", "dns", "lab"):
         if key in s:
             need_map(s[key], f"drkit.{key}")

@@ -8,6 +8,7 @@ from drkit.checks import (  # noqa: F401
     estate,
     failover,
     http,
+    keys,
     local,
     postgres,
     restore,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from invoke import Collection
 
 from drkit import __version__
-from drkit.cli import backup, dr, runs
+from drkit.cli import backup, dr, keys, runs
 from drkit.cli.common import DrkitProgram
 
 ns = Collection()
@@ -13,6 +13,7 @@ for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, ru
               runs.report, dr.failover, dr.failback, backup.restore):
     ns.add_task(_task)
 ns.add_collection(backup.ns, name="backup")
+ns.add_collection(keys.ns, name="keys")
 
 try:  # the lab's tasks need the lab package; a production bastion may not ship it
     from drkit.cli import lab as _lab
@@ -29,4 +30,11 @@ def program() -> DrkitProgram:
 
 def main() -> None:
     """Entry point of the ``drkit`` console script."""
-    program().run()
+    try:
+        program().run()
+    except BrokenPipeError:  # `drkit show RB-DR-003 | head`: the reader left, not an error
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -239,3 +239,14 @@ def lab_site(lab_estate: Estate) -> Estate:
     while playbooks/site.yml does not exist."""
     require_site(lab_estate)
     return lab_estate
+
+
+@pytest.fixture(scope="session")
+def lab_environment(lab_estate: Estate):
+    """The lab's drkit environment (settings, boto3 clients through its endpoint), for
+    tests that need the configured site; skipped like ``lab_site`` without it."""
+    from drkit.env import load_environment
+    from drkit.project import find_project
+
+    require_site(lab_estate)
+    return load_environment(find_project(PROJECT_ROOT))

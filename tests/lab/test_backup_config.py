@@ -24,23 +24,12 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def lab(lab_estate):
-    from tests.lab.conftest import require_site
-
-    require_site(lab_estate)
-    return lab_estate
+def settings(lab_environment):
+    return lab_environment.settings
 
 
 @pytest.fixture(scope="module")
-def settings(lab):
-    from drkit.env import load_environment
-    from drkit.project import find_project
-
-    return load_environment(find_project()).settings
-
-
-@pytest.fixture(scope="module")
-def taken(lab):
+def taken(settings):
     """The outputs of one `invoke backup --what config` run."""
     proc = drkit("backup", "--what", "config", "--yes", "--json")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -111,6 +111,21 @@ BAD_INPUT = [
     # backup
     (["backup", "--type", "weekly", *LAB], "--type 'weekly': not a backup type"),
     (["backup", "--what", "everything", *LAB], "--what 'everything': not something to back up"),
+    # keys
+    (["keys.backup", "--shares", "5", *LAB], "--shares needs --shares-out DIR"),
+    (["keys.backup", "--shares", "2", "--threshold", "3", "--shares-out", "{project}/s", *LAB],
+     "need 2 <= threshold <= shares <= 16"),
+    (["keys.backup", "--shares", "five", *LAB], "--shares 'five': expected a whole number"),
+    (["keys.backup", "--shares-out", "{project}/s", *LAB], "--shares-out without --shares"),
+    (["keys.backup", "--shares", "5", "--shares-out", "{project}/runbooks", *LAB],
+     "exists and is not an empty directory"),
+    (["keys.verify", "--backup", "yesterday", *LAB], "is not a key backup label"),
+    (["keys.restore", *LAB], "keys.restore needs --out DIR"),
+    (["keys.restore", "--out", "{project}/k", "--shares", "a,b", "--passphrase-file", "p", *LAB],
+     "--shares and --passphrase-file together"),
+    (["keys.restore", "--out", "{project}/k", "--region", "mars", *LAB],
+     "unknown region 'mars'"),
+    (["keys.restore", "--out", "{project}/runbooks", *LAB], "exists and is not an empty"),
     # the lab
     (["lab.up", "--no-configur"], "No idea what '--no-configur' is"),
     (["lab.down", "now"], "No idea what 'now' is"),
