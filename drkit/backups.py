@@ -139,25 +139,53 @@ def read_repository_with(s3: Any, repo: Repository) -> RepositoryState:
 
 @dataclass
 class RestorePlan:
-    """What a restore would use, or every reason it cannot start."""
+    """What a restore would use, or every reason it cannot start.
+
+    ``fallbacks`` are the other repositories, in order, with the backup each would
+    restore instead when the chosen one turns out damaged mid-restore (a checksum
+    mismatch or a missing object); empty when the region was asked for."""
 
     repo: int | None = None
     region: str | None = None
     label: str | None = None
     target_time: str = ""
     backup: dict[str, Any] | None = None
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     decisions: list[str] = field(default_factory=list)
+
+
+def _choose(state: RepositoryState, label: str,
+            target_time: datetime | None) -> tuple[BackupSet | None, str | None]:
+    """The backup set of one repository a restore would use, or why none fits."""
+    where = f"repo{state.repo.number} ({state.repo.region})"
+    good = [b for b in state.backups if not b.error]
+    if label != "latest":
+        chosen = [b for b in good if b.label == label]
+        if not chosen:
+            return None, (f"backup {label} is not in {where}; it holds: "
+                          f"{', '.join(b.label for b in good)}")
+        if target_time and target_time < chosen[0].stop:
+            return None, (f"target time {target_time.isoformat()} is before backup "
+                          f"{label} ended ({chosen[0].stop.isoformat()})")
+        return chosen[0], None
+    if target_time:
+        before = [b for b in good if b.stop <= target_time]
+        if not before:
+            return None, (f"target time {target_time.isoformat()} is before the oldest "
+                          f"backup in {where} ended ({good[0].stop.isoformat()})")
+        return before[-1], None
+    return good[-1], None
 
 
 def plan_restore(states: list[RepositoryState], *, region: str, label: str,
                  target_time: datetime | None, now: datetime) -> RestorePlan:
     """Choose the repository and backup set for a restore, or say why none fits.
 
-    ``region`` picks the repository in that region ('' = the first readable one);
-    ``label`` a backup set ('latest' = the newest that ends before the target
-    time, or the newest). A target time must lie after the chosen backup's end
-    and not in the future.
+    ``region`` picks the repository in that region ('' = the first readable one,
+    the others being fallbacks); ``label`` a backup set ('latest' = the newest
+    that ends before the target time, or the newest). A target time must lie
+    after the chosen backup's end and not in the future.
     """
     plan = RestorePlan(target_time=target_time.isoformat() if target_time else "")
     if target_time and target_time > now:
@@ -186,29 +214,10 @@ def plan_restore(states: list[RepositoryState], *, region: str, label: str,
                              + " (take one with `invoke backup`)")
         return plan
     state = usable[0]
-    good = [b for b in state.backups if not b.error]
-    if label != "latest":
-        chosen = [b for b in good if b.label == label]
-        if not chosen:
-            plan.problems.append(f"backup {label} is not in repo{state.repo.number} "
-                                 f"({state.repo.region}); it holds: "
-                                 f"{', '.join(b.label for b in good)}")
-            return plan
-        backup = chosen[0]
-        if target_time and target_time < backup.stop:
-            plan.problems.append(f"target time {target_time.isoformat()} is before backup "
-                                 f"{label} ended ({backup.stop.isoformat()})")
-            return plan
-    elif target_time:
-        before = [b for b in good if b.stop <= target_time]
-        if not before:
-            plan.problems.append(f"target time {target_time.isoformat()} is before the oldest "
-                                 f"backup in repo{state.repo.number} ended "
-                                 f"({good[0].stop.isoformat()})")
-            return plan
-        backup = before[-1]
-    else:
-        backup = good[-1]
+    backup, problem = _choose(state, label, target_time)
+    if backup is None:
+        plan.problems.append(problem or "no backup fits")
+        return plan
     plan.repo, plan.region, plan.label = state.repo.number, state.repo.region, backup.label
     plan.backup = backup.as_dict()
     plan.decisions.append(
@@ -216,4 +225,14 @@ def plan_restore(states: list[RepositoryState], *, region: str, label: str,
         f"from repo{state.repo.number} ({state.repo.region})"
         + (f", then WAL up to {target_time.isoformat()}" if target_time
            else ", then every archived WAL segment"))
+    for other in usable[1:]:
+        spare, _ = _choose(other, label, target_time)
+        if spare is not None:
+            plan.fallbacks.append({"repo": other.repo.number, "region": other.repo.region,
+                                   "label": spare.label})
+    if plan.fallbacks:
+        plan.decisions.append(
+            f"should repo{state.repo.number} turn out damaged, the restore falls back to "
+            + ", then ".join(f"backup {f['label']} in repo{f['repo']} ({f['region']})"
+                             for f in plan.fallbacks))
     return plan

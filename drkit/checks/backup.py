@@ -38,7 +38,7 @@ def restore_plan_probe(ctx: StepContext, region: str = "", label: str = "latest"
         ctx.decide(line)
     return {"repo": plan.repo, "region": plan.region, "label": plan.label,
             "target_time": plan.target_time, "backup": plan.backup,
-            "problems": plan.problems, "ok": not plan.problems}
+            "fallbacks": plan.fallbacks, "problems": plan.problems, "ok": not plan.problems}
 
 
 def _parse_pg_time(text: str) -> datetime | None:
@@ -60,6 +60,8 @@ def restored_copy_probe(ctx: StepContext, copy: dict[str, Any], reference_time: 
     for: the reference (the target time, else when the restore ran) minus the last
     transaction the copy replayed. That is the RPO a real loss restored this way
     would have had."""
+    for line in copy.get("fallbacks") or []:
+        ctx.decide(f"restore fell back: {line}")
     problems = []
     if str(copy.get("amcheck_ok")).lower() != "true":
         problems.append("pg_amcheck found corruption: "
@@ -92,3 +94,28 @@ def verify_results_probe(ctx: StepContext, results: list[dict[str, Any]]) -> dic
         + (", ".join(r.get("problems") or []) or "verify failed") for r in bad)
     return {"ok": bool(results) and not bad, "damaged": [r.get("repo_name") for r in bad],
             "summary": summary or ("no repository was verified" if not results else "intact")}
+
+
+@probe("backup.wal_archived")
+def wal_archived_probe(ctx: StepContext, outputs: dict[str, Any]) -> dict[str, Any]:
+    """Whether the primary archived its current WAL segment before a restore
+    (archive-now's report), as a decision. Best effort: with the primary cut off a
+    restore goes on from what was archived before, and says so; ``ok`` is whether
+    the check itself could read the report."""
+    reports = [f["archive"] for f in ((outputs or {}).get("facts") or {}).values()
+               if isinstance(f, dict) and isinstance(f.get("archive"), dict)]
+    if not reports:
+        return {"ok": False, "archived": False,
+                "why": "archive-now reported nothing (did the playbook run?)"}
+    report = reports[0]
+    archived = str(report.get("archived")).lower() == "true"
+    if archived:
+        ctx.decide(f"the primary ({report.get('archived_by')}) archived its current WAL "
+                   "segment: the archive reaches now")
+    else:
+        ctx.decide("WARNING: the newest WAL could not be archived: "
+                   f"{' '.join(str(report.get('why') or 'no reason given').split())}; "
+                   "the restore goes on from what was archived before (the run's RPO "
+                   "says how far behind that is)")
+    return {"ok": True, "archived": archived, "archived_by": report.get("archived_by") or None,
+            "why": report.get("why") or None}

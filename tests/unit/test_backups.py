@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drkit import backups
-from drkit.checks.backup import restored_copy_probe, verify_results_probe
+from drkit.checks.backup import restored_copy_probe, verify_results_probe, wal_archived_probe
 from drkit.errors import ConfigError
+from drkit.registry import StepContext
 
 T0 = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
 
@@ -93,6 +94,32 @@ def test_a_restore_that_cannot_work_names_why(kwargs, problem):
     assert problem in " ".join(p.problems)
 
 
+AP_FULL = ("20261203-060005F", _entry(T0 + timedelta(seconds=5), T0 + timedelta(seconds=15)))
+
+
+def test_another_repository_with_a_backup_covering_the_target_is_the_fallback():
+    states = [_state("eu-west", 1, _info(FULL, DIFF)), _state("ap-south", 2, _info(AP_FULL))]
+    p = plan(states, target=T0 + timedelta(minutes=30))
+    assert (p.repo, p.label) == (1, FULL[0])
+    assert p.fallbacks == [{"repo": 2, "region": "ap-south", "label": AP_FULL[0]}]
+    assert any("falls back to backup 20261203-060005F in repo2 (ap-south)" in d
+               for d in p.decisions)
+
+
+def test_no_fallback_when_the_region_is_asked_for_or_no_other_backup_covers_the_target():
+    states = [_state("eu-west", 1, _info(FULL, DIFF)), _state("ap-south", 2, _info(AP_FULL))]
+    assert plan(states, region="eu-west").fallbacks == []
+    # ap-south's only backup ended after this target: it cannot stand in.
+    assert plan(states, target=T0 + timedelta(seconds=12)).fallbacks == []
+    assert plan(states, label=FULL[0]).fallbacks == []  # labels are per repository
+
+
+def test_a_fallback_repository_is_never_one_that_cannot_be_read():
+    states = [_state("eu-west", 1, _info(FULL)), _state("ap-south", 2, None, reachable=False)]
+    p = plan(states)
+    assert (p.repo, p.fallbacks) == (1, [])
+
+
 def test_no_backup_yet_says_to_take_one():
     p = plan([_state("eu-west", 1, None), _state("ap-south", 2, _info())])
     assert "take one with `invoke backup`" in p.problems[0]
@@ -128,3 +155,36 @@ def test_verify_results_name_the_damaged_object():
     assert not out["ok"]
     assert out["damaged"] == ["ap-south"]
     assert "repo2 (ap-south) is damaged: backup/lab/20261203-060000F" in out["summary"]
+
+
+def _archive_now(report: dict) -> dict:
+    return {"stats": {}, "facts": {"localhost": {"archive": report}}}
+
+
+def test_a_primary_that_cannot_be_reached_is_a_warning_not_a_failure():
+    ctx = StepContext(env=None, project=None, run_dir=None)
+    out = wal_archived_probe(ctx, _archive_now(
+        {"archived": False, "archived_by": "",
+         "why": "no database node answered as primary (asked a, b, c)"}))
+    assert out["ok"] and not out["archived"]
+    assert ctx.decisions == [
+        "WARNING: the newest WAL could not be archived: no database node answered as "
+        "primary (asked a, b, c); the restore goes on from what was archived before "
+        "(the run's RPO says how far behind that is)"]
+
+
+def test_an_archived_segment_names_the_node_that_archived_it():
+    ctx = StepContext(env=None, project=None, run_dir=None)
+    out = wal_archived_probe(ctx, _archive_now({"archived": "True", "archived_by": "db-1"}))
+    assert (out["ok"], out["archived"], out["archived_by"]) == (True, True, "db-1")
+    assert "db-1" in ctx.decisions[0]
+
+
+def test_a_restore_that_fell_back_says_so_in_the_journal():
+    ctx = StepContext(env=None, project=None, run_dir=None)
+    line = ("backup A in repo1 (eu-west) is damaged ([026]: checksum): restoring backup B "
+            "from repo2 (ap-south) instead")
+    out = restored_copy_probe(ctx, copy={**COPY, "fallbacks": [line]},
+                              reference_time="2026-12-03T08:00:00Z")
+    assert out["ok"]
+    assert ctx.decisions == [f"restore fell back: {line}"]

@@ -1,6 +1,14 @@
 # Module logic, planned against a mocked provider (no cloud, seconds).
 
-mock_provider "aws" {}
+mock_provider "aws" {
+  # The group refers to the template by id, which must look like one.
+  mock_resource "aws_launch_template" {
+    defaults = {
+      id             = "lt-0123456789abcdef0"
+      latest_version = 1
+    }
+  }
+}
 
 variables {
   estate             = "lab"
@@ -16,46 +24,50 @@ run "the_host_carries_the_selection_tags_and_its_run" {
   command = plan
 
   assert {
-    condition = aws_instance.this.tags == tomap({
+    condition = aws_launch_template.this.tag_specifications[0].tags == tomap({
       Name       = "lab-eu-west-restore"
       Role       = "restore"
       Estate     = "lab"
       DrRegion   = "eu-west"
       RestoreRun = "20250101T120000Z-RB-DR-006"
-    })
+    }) && aws_launch_template.this.tag_specifications[0].resource_type == "instance"
     error_message = "the host must be tagged Name=<estate>-<region>-restore, Role=restore, Estate, DrRegion and RestoreRun=<run id>"
   }
   assert {
-    condition     = aws_instance.this.volume_tags == aws_instance.this.tags
+    condition     = aws_launch_template.this.tag_specifications[1].resource_type == "volume" && aws_launch_template.this.tag_specifications[1].tags == aws_launch_template.this.tag_specifications[0].tags
     error_message = "the host's volumes must carry the host's tags"
   }
   assert {
-    condition     = output.name == "lab-eu-west-restore"
-    error_message = "name output must be the Name tag"
+    condition     = output.name == "lab-eu-west-restore" && output.run_id == "20250101T120000Z-RB-DR-006"
+    error_message = "name and run_id outputs must be the Name and RestoreRun tags"
   }
 }
 
-run "the_host_is_placed_in_the_given_subnet_and_zone" {
+run "one_host_in_the_given_subnet_and_zone_that_terraform_does_not_wait_for" {
   command = plan
 
   assert {
-    condition     = aws_instance.this.subnet_id == "subnet-0123456789abcdef0" && aws_instance.this.availability_zone == "eu-west-1b"
-    error_message = "the host must sit in the given subnet and zone"
+    condition     = aws_autoscaling_group.this.vpc_zone_identifier == toset(["subnet-0123456789abcdef0"]) && output.zone == "eu-west-1b"
+    error_message = "the host must sit in the given subnet (and zone)"
   }
   assert {
-    condition     = output.zone == "eu-west-1b"
-    error_message = "zone output must be known at plan time"
+    condition     = aws_autoscaling_group.this.min_size == 1 && aws_autoscaling_group.this.max_size == 1 && aws_autoscaling_group.this.desired_capacity == 1
+    error_message = "the group must hold exactly one host"
   }
   assert {
-    condition     = aws_instance.this.vpc_security_group_ids == toset(["sg-0123456789abcdef0"])
+    condition     = aws_autoscaling_group.this.wait_for_capacity_timeout == "0" && aws_autoscaling_group.this.force_delete
+    error_message = "terraform must neither wait for the host to run nor drain it on delete"
+  }
+  assert {
+    condition     = aws_launch_template.this.vpc_security_group_ids == toset(["sg-0123456789abcdef0"])
     error_message = "the host must be in the given security groups only"
   }
   assert {
-    condition     = aws_instance.this.ami == "ami-785db401" && aws_instance.this.instance_type == "t3.micro"
+    condition     = aws_launch_template.this.image_id == "ami-785db401" && aws_launch_template.this.instance_type == "t3.micro"
     error_message = "the host must boot the given AMI, t3.micro unless told"
   }
   assert {
-    condition     = aws_instance.this.metadata_options[0].http_tokens == "required"
+    condition     = aws_launch_template.this.metadata_options[0].http_tokens == "required"
     error_message = "instance metadata must require IMDSv2 tokens, as on the region's hosts"
   }
 }
@@ -68,30 +80,46 @@ run "extra_tags_do_not_override_the_selection_tags" {
   }
 
   assert {
-    condition     = aws_instance.this.tags["Role"] == "restore" && aws_instance.this.tags["ManagedBy"] == "terraform" && aws_instance.this.tags["DrRole"] == "hot-standby"
+    condition     = aws_launch_template.this.tag_specifications[0].tags["Role"] == "restore" && aws_launch_template.this.tag_specifications[0].tags["ManagedBy"] == "terraform" && aws_launch_template.this.tag_specifications[0].tags["DrRole"] == "hot-standby"
     error_message = "caller tags are added, but Role stays restore"
   }
 }
 
-run "outputs_name_the_created_host" {
+run "outputs_name_the_launched_host" {
   command = apply
 
-  override_resource {
-    target = aws_instance.this
+  override_data {
+    target = data.aws_instances.this
     values = {
-      id                = "i-0123456789abcdef0"
-      private_ip        = "10.20.2.4"
-      availability_zone = "eu-west-1b"
+      ids         = ["i-0123456789abcdef0"]
+      private_ips = ["10.20.2.4"]
     }
   }
 
   assert {
     condition     = output.instance_id == "i-0123456789abcdef0" && output.private_ip == "10.20.2.4"
-    error_message = "instance_id and private_ip outputs must be the instance's"
+    error_message = "instance_id and private_ip outputs must be the launched instance's"
   }
   assert {
     condition     = output.run_id == "20250101T120000Z-RB-DR-006"
     error_message = "run_id output must be the RestoreRun tag"
+  }
+}
+
+run "outputs_are_null_while_the_group_has_not_launched_the_host" {
+  command = apply
+
+  override_data {
+    target = data.aws_instances.this
+    values = {
+      ids         = []
+      private_ips = []
+    }
+  }
+
+  assert {
+    condition     = output.instance_id == null && output.private_ip == null
+    error_message = "instance_id and private_ip must be null until the host exists"
   }
 }
 
