@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from drkit import registry
+from drkit.durations import format_duration
 from drkit.env import Environment
 from drkit.errors import (
     ApprovalRequired,
@@ -46,6 +47,7 @@ from drkit.errors import (
 )
 from drkit.journal import Journal, RunState, find_run, new_run_id, parse_ts, read_events
 from drkit.lock import LockHolder, make_lock
+from drkit.notify import Notifier
 from drkit.project import Project
 from drkit.redact import redact
 from drkit.report import outcome, refused_by_preflight, write_reports
@@ -66,6 +68,8 @@ class RunOptions:
     only: str | None = None
     break_lock: bool = False
     incident_start: datetime | None = None
+    #: SEV1..SEV4 instead of the runbook's own (decides who is notified, how often).
+    severity: str | None = None
     resume_command: str = "drkit resume {run_id}"  # the hint printed when a run stops
 
 
@@ -127,6 +131,7 @@ class Engine:
                 dry_run=self.options.dry_run, user=getpass.getuser(),
                 host=socket.gethostname(), pid=os.getpid(), argv=redact(sys.argv),
                 incident_start=_iso(self.options.incident_start),
+                severity=self.options.severity or runbook.severity,
             )
             self._emit(self.journal.events()[-1])
             return self._run(runbook, params, run_id, run_dir, state=None)
@@ -178,11 +183,16 @@ class Engine:
         targets["rto_s"] = override.get("rto", targets["rto_s"])
         targets["rpo_s"] = override.get("rpo", targets["rpo_s"])
         started_at = state.started_at if state else self.journal.events()[0]["ts"]
+        severity = self._severity(runbook)
         base_ctx = {
             "params": params, "env": self.env.template_context(), "targets": targets,
             "run": {"id": run_id, "dry_run": self.options.dry_run, "started_at": started_at,
-                    "runbook": runbook.id},
+                    "runbook": runbook.id, "env": self.env.name, "severity": severity},
         }
+        self._notifier = Notifier(
+            self.env, self.project.root, run=base_ctx["run"], severity=severity,
+            dry_run=self.options.dry_run, record=self._notification,
+            progress=lambda: self._progress(targets), prior_events=self.journal.events())
         mode = "DRY RUN " if self.options.dry_run else ""
         header = (f"{mode}{runbook.id} {runbook.title} on {self.env.name} "
                   f"(run {run_id})")
@@ -202,6 +212,7 @@ class Engine:
                     self._preflight(runbook, base_ctx, run_dir)
                 else:
                     self._decide(f"preflight skipped: it passed when run {run_id} started")
+                self._notifier.start_updates()
                 self._steps(runbook, base_ctx, run_dir, state)
             status = "succeeded"
         except KeyboardInterrupt:
@@ -217,6 +228,7 @@ class Engine:
             if isinstance(exc, StepFailed):
                 self._on_failure(runbook, base_ctx, run_dir)
         finally:
+            self._close_notifier()
             self.display.close()
         return self._finish(runbook, run_id, run_dir, status, targets, failure)
 
@@ -377,7 +389,8 @@ class Engine:
         )
         runtime = Runtime(ctx=step_ctx, template_ctx=ctx, yes=self.options.yes,
                           interactive=self.interactive, timeout_s=step.timeout_s,
-                          activity=step_ctx.progress, ask=self.ask)
+                          activity=step_ctx.progress, ask=self.ask,
+                          notifier=getattr(self, "_notifier", None))
         began = time.monotonic()
         outcome = execute(step, spec, runtime)
         duration = round(time.monotonic() - began, 3)
@@ -405,8 +418,8 @@ class Engine:
             self.journal.append("approval", step=step.id, how=outcome.approval["how"],
                                 by=outcome.approval["by"])
         for n in outcome.notifications:
-            self.journal.append("notify", step=step.id, channel=n["channel"],
-                                template=n["template"], sent=n["sent"], text=redact(n["text"]))
+            self.journal.append("notify", step=step.id, template=n["template"],
+                                channels=n["channels"], text=redact(n["text"]))
         # Preflight checks' outputs are kept too: later steps act on what the
         # preflight found (steps.<check>.outputs), and a resume reuses it.
         if outcome.outputs:
@@ -474,6 +487,47 @@ class Engine:
             raise TargetMissed(f"run {run_id} completed but missed its targets: "
                                + "; ".join(missed), hint=f"see {reports.get('md')}")
         return result
+
+    # ---------------------------------------------------------------- notifications
+
+    def _severity(self, runbook: Runbook) -> str:
+        """--severity, else the severity the run started with, else the runbook's."""
+        assert self.journal is not None
+        started = self.journal.events()[0].get("severity") or runbook.severity
+        chosen = self.options.severity or started
+        if chosen != started:
+            self._decide(f"severity {chosen} (--severity); the run started at {started}")
+        return chosen
+
+    def _notification(self, rec: Any) -> None:
+        """A delivery's outcome (from a notifier thread): journaled; a failure shown."""
+        assert self.journal is not None
+        self.journal.append("notification", **rec.fields())
+        if not rec.ok:
+            self.display.message(redact(f"notification to {rec.channel} ({rec.template}): "
+                                        f"{rec.detail}; the run goes on"), style="red")
+
+    def _progress(self, targets: dict[str, Any]) -> dict[str, Any]:
+        """Where the run is, for ongoing updates."""
+        assert self.journal is not None
+        events = self.journal.events()
+        done = [e["step"] for e in events if e["event"] == "step_finished" and e["status"] == "ok"]
+        failed = [e["step"] for e in events
+                  if e["event"] == "step_finished" and e["status"] == "failed"]
+        with self._shared:
+            running = list(self._running)
+        return {"running": running, "completed": done, "failed": failed,
+                "decisions": [e["text"] for e in events if e["event"] == "decision"][-3:],
+                "rto_target": format_duration(targets["rto_s"])}
+
+    def _close_notifier(self) -> None:
+        notifier = getattr(self, "_notifier", None)
+        if notifier is None:
+            return
+        pending = notifier.close()
+        if pending:
+            self._decide(f"notifications still being delivered to {', '.join(pending)} when "
+                         "the run ended; not waiting longer (see the channel)")
 
     # ---------------------------------------------------------------- helpers
 

@@ -46,6 +46,8 @@ class Runtime:
     timeout_s: float | None
     activity: Callable[[str], None]
     ask: Callable[[str], bool]
+    #: The run's notifications (drkit.notify.Notifier); None outside the engine.
+    notifier: Any = None
 
 
 def execute(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
@@ -160,26 +162,24 @@ def _approval(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
 
 
 def _notify(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
-    ctx = rt.ctx
-    text = notify.render_template(
-        spec["template"], {**rt.template_ctx, "vars": spec.get("vars") or {}},
-        ctx.project.root,
-    )
-    channels = (ctx.env.settings.get("notify") or {}).get("channels") or {}
-    deliveries = notify.send(text, channels, spec.get("channels"),
-                             project_root=ctx.project.root, dry_run=ctx.dry_run,
-                             subject=text.splitlines()[0] if text else spec["template"])
-    sent = [d.channel for d in deliveries if d.sent]
-    failed = [d for d in deliveries if not d.sent and not ctx.dry_run]
-    summary = (f"would send {spec['template']} to {', '.join(d.channel for d in deliveries)}"
-               if ctx.dry_run else f"sent {spec['template']} to {', '.join(sent) or 'no channel'}")
+    """Render the template and queue it for the channels (the step's, else the
+    severity's). Delivery happens in the background and never fails the step: each
+    delivery is journaled as a ``notification`` and failures are in the report."""
+    notifier = rt.notifier
+    if notifier is None:  # outside the engine: a notifier for this one message
+        run = dict(rt.template_ctx.get("run") or {})
+        notifier = notify.Notifier(rt.ctx.env, rt.ctx.project.root, run=run,
+                                   severity=str(run.get("severity") or "SEV4"),
+                                   dry_run=rt.ctx.dry_run, record=lambda rec: None)
+    text, targets = notifier.notify(spec["template"],
+                                    {**rt.template_ctx, "vars": spec.get("vars") or {}},
+                                    spec.get("channels"), step=step.id)
+    if notifier is not rt.notifier:
+        notifier.close()
+    verb = "would send" if rt.ctx.dry_run else "sending"
     return StepOutcome(
-        ok=not failed, summary=summary,
-        error="; ".join(f"{d.channel}: {d.detail}" for d in failed) or None,
-        notifications=[{"channel": d.channel, "template": spec["template"], "sent": d.sent,
-                        "text": text} for d in deliveries] or
-                      [{"channel": None, "template": spec["template"], "sent": False,
-                        "text": text}],
+        ok=True, summary=f"{verb} {spec['template']} to {', '.join(targets) or 'no channel'}",
+        notifications=[{"template": spec["template"], "channels": targets, "text": text}],
     )
 
 

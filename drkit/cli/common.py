@@ -21,6 +21,7 @@ from drkit.engine import Engine, RunOptions
 from drkit.env import Environment, load_environment
 from drkit.errors import ConfigError, DrkitError, ExitCode
 from drkit.journal import RUN_ID_RE
+from drkit.notify import SEVERITIES, normalize_severity
 from drkit.project import find_project
 from drkit.runbook import load_runbook, resolve_runbook
 
@@ -139,6 +140,17 @@ def parse_duration_flag(text: str, flag: str, *, hint: str) -> float:
         raise ConfigError(f"{flag} {exc}", hint=hint) from None
 
 
+def parse_severity(text: str) -> str | None:
+    """``--severity``: SEV1..SEV4 (SEV-1, sev1 and 1 too), None when not given."""
+    if not text:
+        return None
+    level = normalize_severity(text)
+    if level is None:
+        raise ConfigError(f"--severity {text!r}: not a severity",
+                          hint=f"use one of: {', '.join(SEVERITIES)} (SEV1 is the worst)")
+    return level
+
+
 def check_run_id(text: str) -> str:
     """``text`` if it has the shape of a run id, else a ConfigError saying what one looks like."""
     if not RUN_ID_RE.match(text):
@@ -152,7 +164,8 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
                 from_step: str = "", only: str = "", break_lock: bool = False,
                 json_mode: bool = False, incident_start: str = "",
                 resume_command: str = "drkit resume {run_id}",
-                check_env: Callable[[Environment], Any] | None = None) -> None:
+                check_env: Callable[[Environment], Any] | None = None,
+                severity: str = "") -> None:
     """Run (or resume) a runbook and print the outcome; errors leave as DrkitError.
 
     Every option is checked before anything runs: alone, together, and against the
@@ -169,6 +182,7 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
             raise ConfigError(f"--dry-run with --resume: run {resume} continues as it started",
                               hint="drop --dry-run")
     started = parse_time(incident_start, "--incident-start")
+    level = parse_severity(severity)
     project = find_project()
     environment = load_environment(project, env or None)
     if check_env:
@@ -177,7 +191,7 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
     options = RunOptions(dry_run=dry_run, yes=yes, resume=resume or None,
                          from_step=from_step or None, only=only or None,
                          break_lock=break_lock, incident_start=started,
-                         resume_command=resume_command)
+                         resume_command=resume_command, severity=level)
     engine = Engine(project, environment, display, options)
     try:
         if resume:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from invoke import task
 
 from drkit.cli.common import maps_errors, run_or_resume
-from drkit.cli.runs import RUN_HELP
+from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
 FAILOVER_RUNBOOK = "RB-DR-003"
@@ -33,11 +33,11 @@ def _dr_run(params: dict, *, task_name: str, resume: str, given: dict[str, objec
             "(primary lost)",
     "allow-data-loss": "unplanned only: accept replica lag beyond the RPO target "
                        "(an approval then shows the estimated loss)",
-    **RUN_HELP})
+    **RUN_HELP, **SEVERITY_HELP})
 @maps_errors
 def failover(c, region="", mode="", allow_data_loss=False, incident_start="",
              dry_run=False, yes=False, resume="", env="", json_=False, break_lock=False,
-             from_="", only=""):
+             from_="", only="", severity=""):
     """RB-DR-003: move the database primary, the application and DNS to another region."""
     if mode and mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: not a mode", hint=f"use one of: {', '.join(MODES)}")
@@ -49,19 +49,19 @@ def failover(c, region="", mode="", allow_data_loss=False, incident_start="",
             task_name="failover", resume=resume, example_region="eu-west",
             given={"--region": region, "--mode": mode, "--allow-data-loss": allow_data_loss},
             env=env, dry_run=dry_run, yes=yes, json_mode=json_, break_lock=break_lock,
-            incident_start=incident_start, from_step=from_, only=only)
+            incident_start=incident_start, from_step=from_, only=only, severity=severity)
 
 
 @task(help={
     "region": "the original primary region to return to, e.g. us-east",
-    **RUN_HELP})
+    **RUN_HELP, **SEVERITY_HELP})
 @maps_errors
 def failback(c, region="", incident_start="", dry_run=False, yes=False, resume="", env="",
-             json_=False, break_lock=False, from_="", only=""):
+             json_=False, break_lock=False, from_="", only="", severity=""):
     """RB-DR-003 with failback: rejoin the old primary as a replica, switch back with zero
     loss, scale the DR region back to its baseline."""
     _dr_run({"region": region, "mode": "planned", "failback": True},
             task_name="failback", resume=resume, given={"--region": region},
             example_region="us-east",
             env=env, dry_run=dry_run, yes=yes, json_mode=json_, break_lock=break_lock,
-            incident_start=incident_start, from_step=from_, only=only)
+            incident_start=incident_start, from_step=from_, only=only, severity=severity)

@@ -28,18 +28,21 @@ RUN_HELP = {
 
 
 RUN_ONLY = {k: v for k, v in RUN_HELP.items() if k != "resume"}
+#: For the tasks that run an incident runbook (run, failover, failback).
+SEVERITY_HELP = {"severity": "SEV1..SEV4 (or SEV-1, 1) instead of the runbook's own: decides "
+                             "which channels are notified and how often (drkit.severities)"}
 
 
 @task(positional=["runbook"], iterable=["param"], help={
     "runbook": "runbook id (RB-DR-003) or path to a runbook file",
-    "param": "a parameter as key=value (repeatable)", **RUN_ONLY})
+    "param": "a parameter as key=value (repeatable)", **RUN_ONLY, **SEVERITY_HELP})
 @maps_errors
 def run(c, runbook, param=None, env="", dry_run=False, yes=False, from_="", only="",
-        break_lock=False, json_=False, incident_start=""):
+        break_lock=False, json_=False, incident_start="", severity=""):
     """Run a runbook on an environment (`drkit runbooks` lists them)."""
     run_runbook(runbook, parse_params(param), env=env, dry_run=dry_run, yes=yes,
                 from_step=from_, only=only, break_lock=break_lock, json_mode=json_,
-                incident_start=incident_start)
+                incident_start=incident_start, severity=severity)
 
 
 @task(positional=["run_id"], help={

@@ -79,9 +79,31 @@ def to_markdown(m: dict[str, Any]) -> str:
         lines += [f"- {a['step']}: {a['how']} by {a['by'] or '-'} at {a['ts']}"
                   for a in m["approvals"]]
         lines.append("")
+    lines += _notifications(m.get("notifications") or [], m.get("severity"))
     if m["dry_run_summary"]:
         lines += ["## What would change", ""] + [f"- {x}" for x in m["dry_run_summary"]] + [""]
     if m["decisions"]:
         lines += ["## Decisions", ""] + [f"- {d}" for d in m["decisions"]] + [""]
     lines += ["## Raw logs", ""] + [f"- {k}: `{v}`" for k, v in m["artifacts"].items()] + [""]
     return "\n".join(lines)
+
+
+def _notifications(rows: list[dict[str, Any]], severity: str | None) -> list[str]:
+    """Every delivery, failures first: a channel that failed never failed the run,
+    so the report is where it shows."""
+    if not rows:
+        return []
+    failed = [r for r in rows if not r["ok"]]
+    lines = ["## Notifications", "",
+             f"Severity {severity or 'n/a'}; {len(rows) - len(failed)} delivered, "
+             f"{len(failed)} failed.", ""]
+    if failed:
+        lines += ["Failed (the run went on without them):", ""]
+        lines += [f"- **{r['channel']}** {r['template']} ({r['action']}): {r['detail']}"
+                  for r in failed] + [""]
+    lines += ["| time | channel | template | action | ok | attempts | detail |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.get('ts') or ''} | {r['channel']} | {r['template']} | {r['action']} | "
+              f"{'yes' if r['ok'] else 'NO'} | {r['attempts']} | "
+              f"{str(r['detail']).replace('|', '/')} |" for r in rows]
+    return [*lines, ""]

@@ -98,8 +98,10 @@ def build_model(run_dir: Path, *, runbook: Any, targets: dict[str, float],
         "marks": state.marks,
         "rpo_evidence": list(state.rpo_evidence),
         "approvals": list(state.approvals),
-        "notifications": [{k: e[k] for k in ("step", "channel", "template", "sent")}
-                          for e in events if e["event"] == "notify"],
+        "severity": first.get("severity") or getattr(runbook, "severity", None),
+        "notifications": [{k: e.get(k) for k in ("ts", "step", "channel", "template", "action",
+                                                 "ok", "detail", "attempts")}
+                          for e in events if e["event"] == "notification"],
         "decisions": [e["text"] for e in events if e["event"] == "decision"],
         "resumes": state.resumes,
         "dry_run_summary": dry_run_summary,

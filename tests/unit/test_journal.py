@@ -67,7 +67,7 @@ def test_each_append_is_on_disk_as_one_complete_line_before_it_returns(journal):
 
 def test_event_kinds_match_the_documented_table():
     assert EVENT_FIELDS["step_finished"] == {"step", "status", "duration_s", "error", "tail"}
-    assert len(EVENT_FIELDS) == 13
+    assert len(EVENT_FIELDS) == 14
 
 
 def test_unknown_kind_or_missing_field_is_refused_on_append_and_nothing_is_written(journal):
