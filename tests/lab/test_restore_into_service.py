@@ -139,6 +139,22 @@ def test_restore_into_db_to_a_time_brings_back_what_came_before_it_and_nothing_a
     time.sleep(1.0)
     write("after", 50)
 
+    primary = lab.host(role="db", dr_region="us-east")["ip"]
+    replicas = [lab.host(role="db", dr_region=r)["ip"] for r in ("eu-west", "ap-south")]
+
+    # A dry run shows the approval's question, naming what would be overwritten
+    # and lost, and changes nothing.
+    proc = drkit("restore", "--into", "db", "--target-time", target.isoformat(), "--dry-run",
+                 "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    asks = next(line for line in result_of(proc)["would_change"]
+                if line.startswith("approval approve: would ask: "))
+    for named in (primary, "/var/lib/postgresql/15/main", ".before-restore-", *replicas,
+                  target.isoformat(), f"every commit after {target:%Y-%m-%d %H:%M:%S}Z"):
+        assert named in asks, (named, asks)
+    assert database.topology()["nodes"]["us-east"]["timeline"] == timeline_before
+    assert phases(lab, primary) == {"before": 50, "after": 50}
+
     proc = drkit("restore", "--into", "db", "--target-time", target.isoformat(), "--yes",
                  "--json")
     result = result_of(proc)
@@ -146,7 +162,6 @@ def test_restore_into_db_to_a_time_brings_back_what_came_before_it_and_nothing_a
     record_property("restore_into_db_rto_s", result["rto_s"])
     record_property("restore_into_db_rpo_s", result["rpo_s"])
 
-    primary = lab.host(role="db", dr_region="us-east")["ip"]
     restored = facts(result["run_id"])
     lab.kept_dirs.append(restored["kept_data_dir"])
     assert restored["amcheck_ok"] in (True, "True", "true"), restored["amcheck_tail"]
