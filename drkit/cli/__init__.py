@@ -5,15 +5,17 @@ from __future__ import annotations
 from invoke import Collection
 
 from drkit import __version__
-from drkit.cli import backup, dr, keys, runs
+from drkit.cli import backup, dr, keys, rehearse, runs
 from drkit.cli.common import DrkitProgram
 
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
-              runs.report, dr.failover, dr.failback, backup.restore):
+              runs.report, dr.failover, dr.failback, backup.restore,
+              rehearse.history):
     ns.add_task(_task)
 ns.add_collection(backup.ns, name="backup")
 ns.add_collection(keys.ns, name="keys")
+ns.add_collection(rehearse.ns, name="rehearse")
 
 try:  # the lab's tasks need the lab package; a production bastion may not ship it
     from drkit.cli import lab as _lab

@@ -59,6 +59,60 @@ def _timeline(m: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def rto_trend_svg(points: list[dict[str, Any]]) -> str:
+    """An inline SVG of RTO over a rehearsal's last runs (oldest left): a dot per run
+    (red when the rehearsal failed, hollow when no RTO was measured), the RTO target
+    as a dashed line."""
+    width, height, left, bottom, top = 420, 160, 60, 24, 12
+    rtos = [p["rto_s"] for p in points if p.get("rto_s") is not None]
+    target = next((p["target_rto_s"] for p in reversed(points) if p.get("target_rto_s")), None)
+    scale = max([*rtos, *([target] if target and target <= 3 * max(rtos, default=0) else []),
+                 1e-9]) * 1.1
+    step = (width - left - 12) / max(len(points) - 1, 1)
+    y = lambda v: top + (height - top - bottom) * (1 - v / scale)  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="11" class="rto-trend">',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 8}" y2="{height - bottom}" '
+             'stroke="#999"/>',
+             f'<text x="4" y="{top + 8}">{format_duration(scale)}</text>',
+             f'<text x="4" y="{height - bottom}">0s</text>']
+    if target and target <= scale:
+        parts.append(f'<line x1="{left}" y1="{y(target):.1f}" x2="{width - 8}" '
+                     f'y2="{y(target):.1f}" stroke="#c62828" stroke-dasharray="4 3"/>'
+                     f'<text x="{left + 4}" y="{y(target) - 3:.1f}" fill="#c62828">'
+                     f'RTO target {format_duration(target)}</text>')
+    line = [(left + i * step, y(p["rto_s"])) for i, p in enumerate(points)
+            if p.get("rto_s") is not None]
+    if len(line) > 1:
+        parts.append('<polyline fill="none" stroke="#1565c0" points="'
+                     + " ".join(f"{px:.1f},{py:.1f}" for px, py in line) + '"/>')
+    for i, p in enumerate(points):
+        px = left + i * step
+        colour = "#c62828" if p.get("verdict") == "failed" else "#1565c0"
+        label = escape(f"{p.get('run_id')}: RTO "
+                       + ("not measured" if p.get("rto_s") is None
+                          else format_duration(p["rto_s"])) + f", {p.get('verdict')}")
+        if p.get("rto_s") is None:
+            parts.append(f'<circle cx="{px:.1f}" cy="{height - bottom:.1f}" r="4" fill="white" '
+                         f'stroke="{colour}"><title>{label}</title></circle>')
+        else:
+            parts.append(f'<circle cx="{px:.1f}" cy="{y(p["rto_s"]):.1f}" r="4" '
+                         f'fill="{colour}"><title>{label}</title></circle>')
+    parts.append(f'<text x="{left}" y="{height - 6}">last {len(points)} run(s), '
+                 'oldest first</text></svg>')
+    return "".join(parts)
+
+
+def _rehearsal(m: dict[str, Any]) -> str:
+    r = m.get("rehearsal")
+    if not r:
+        return ""
+    regressions = "".join(f"<li>{escape(t)}</li>" for t in r["regressions"])
+    return (f"<h2>Rehearsal {escape(r['name'])}: {escape(r['verdict'])}</h2>"
+            + (f"<ul>{regressions}</ul>" if regressions else "")
+            + f"<h3>RTO over the last runs</h3>{rto_trend_svg(r['trend'])}")
+
+
 def to_html(m: dict[str, Any]) -> str:
     rb = m["runbook"]
     rows = "".join(
@@ -95,7 +149,7 @@ started {m['started_at']}, finished {m['finished_at'] or 'not finished'}.</p>
 <td>{_met(m['met']['rto'])}</td></tr>
 <tr><td>RPO</td><td>{_d(m['targets']['rpo_s'])}</td><td>{_d(m['achieved']['rpo_s'])}</td>
 <td>{_met(m['met']['rpo'])}</td></tr></table>
-<h2>Timeline</h2>{_timeline(m)}
+{_rehearsal(m)}<h2>Timeline</h2>{_timeline(m)}
 <table><tr><th>#</th><th>step</th><th>kind</th><th>status</th><th>duration</th>
 <th>attempts</th><th>error</th></tr>{rows}</table>
 <h2>RPO evidence</h2><ul>{evidence or '<li>none recorded</li>'}</ul>

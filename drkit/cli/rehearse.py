@@ -1,0 +1,137 @@
+"""Tasks for rehearsals: `rehearse NAME`, `rehearse.install TARGET`, `history`.
+
+The schedule is written by its own task, not `rehearse --install`: invoke has no
+optional positional argument, so one task cannot take both NAME and no NAME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Collection, task
+
+from drkit.cli.common import maps_errors, parse_params
+from drkit.durations import format_duration
+from drkit.env import load_environment
+from drkit.errors import ConfigError
+from drkit.history import history_path, read_history
+from drkit.project import find_project
+from drkit.rehearsals import load_settings
+from drkit.runbook import resolve_runbook
+from drkit.schedule import TARGETS
+from drkit.schedule import install as install_schedule
+
+
+@task(positional=["rehearsal"], iterable=["param"], default=True, help={
+    "rehearsal": "a rehearsal of the environment's schedule (drkit.rehearsals.schedule), "
+                 "or a runbook id",
+    "param": "a runbook parameter as name=value (repeatable; overrides the schedule's)",
+    "env": "environment: a name under inventory/ or a path (default: $DRKIT_ENV or lab)",
+    "json": "print machine-readable JSON events instead of the live display"})
+@maps_errors
+def run(c, rehearsal, param=None, env="", json_=False):
+    """Run a runbook unattended as a rehearsal, restore the baseline, record and compare
+    the result: a failed step, a missed target or an RTO regression exits non-zero
+    and notifies."""
+    from drkit.rehearse import RehearsalFailed
+    from drkit.rehearse import rehearse as run_rehearsal
+
+    params = parse_params(param)
+    project = find_project()
+    environment = load_environment(project, env or None)
+    outcome = run_rehearsal(project, environment, rehearsal, params, json_mode=json_)
+    rec = outcome.record
+    print(f"\nrehearsal {rec['rehearsal']} ({rec['runbook']}, run {rec['run_id']}): "
+          f"{rec['verdict'].upper()}; RTO {_d(rec['rto_s'])} (target "
+          f"{_d(rec['targets']['rto_s'])}), RPO {_d(rec['rpo_s'])}; baseline "
+          f"{'restored' if rec['baseline']['ok'] else 'NOT restored'}")
+    print(f"history: {history_path(project.state_dir, environment.name)}")
+    if outcome.regressions:
+        code = outcome.failure.exit_code if outcome.failure else None
+        lines = [r.text for r in outcome.regressions]
+        raise RehearsalFailed(f"rehearsal {rec['rehearsal']} failed: " + "; ".join(lines),
+                              **({"exit_code": code} if code else {}),
+                              hint=f"see {outcome.run_dir}/report.md")
+
+
+@task(positional=["target"], help={
+    "target": f"the scheduler: {', '.join(TARGETS)}",
+    "env": "environment whose drkit.rehearsals.schedule to write (default: $DRKIT_ENV or lab)",
+    "out": "the directory to write into (default .drkit/schedule/<env>)"})
+@maps_errors
+def install(c, target, env="", out=""):
+    """Write the environment's rehearsal schedule as systemd timer units, a crontab or a
+    GitHub Actions workflow (daily, weekly, monthly, quarterly, yearly; UTC)."""
+    if target not in TARGETS:
+        raise ConfigError(f"{target!r}: not a scheduler",
+                          hint=f"use one of: {', '.join(TARGETS)}")
+    project = find_project()
+    environment = load_environment(project, env or None)
+    settings = load_settings(environment.settings)
+    for i, entry in enumerate(settings.schedule):  # a timer for a missing runbook never works
+        try:
+            resolve_runbook(entry.runbook, project.runbooks_dir)
+        except ConfigError:
+            raise ConfigError(f"drkit.rehearsals.schedule[{i}].runbook: no runbook "
+                              f"{entry.runbook!r}", hint="`drkit runbooks` lists them") from None
+    env_ref = env or environment.path.name
+    out_dir = (Path(out).resolve() if out
+               else project.state_dir / "schedule" / environment.name)
+    written = install_schedule(target, settings.schedule, env_name=environment.name,
+                               env_ref=env_ref, project_root=project.root, out_dir=out_dir,
+                               log_dir=project.state_dir / "schedule" / "logs")
+    for path in written:
+        print(path)
+    print({"systemd": f"install: cp {out_dir}/*.service {out_dir}/*.timer /etc/systemd/system/ "
+                      "&& systemctl daemon-reload && systemctl enable --now "
+                      + " ".join(p.name for p in written if p.suffix == ".timer"),
+           "cron": f"install: crontab {written[0]}  (replaces the user's crontab; or merge it)",
+           "ci": f"install: copy {written[0]} to .github/workflows/ "
+                 f"(a self-hosted runner labelled drkit-{environment.name} runs it)"}[target])
+
+
+ns = Collection("rehearse", run, install)
+
+
+def _d(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(seconds)
+
+
+@task(help={"env": "environment (default: $DRKIT_ENV or lab)",
+            "rehearsal": "only this rehearsal's results",
+            "last": "how many results per rehearsal (default 10)"})
+@maps_errors
+def history(c, env="", rehearsal="", last="10"):
+    """Rehearsal results over time: RTO and RPO against targets, verdict, regressions."""
+    from drkit.cli.common import parse_positive
+
+    count = parse_positive(last, "--last", kind=int, example="10")
+    project = find_project()
+    environment = load_environment(project, env or None)
+    path = history_path(project.state_dir, environment.name)
+    records = read_history(path, rehearsal=rehearsal or None)
+    if not records:
+        print(f"no rehearsals recorded on {environment.name}"
+              + (f" for {rehearsal}" if rehearsal else "") + f" ({path})")
+        return
+    names = list(dict.fromkeys(r["rehearsal"] for r in records))
+    for name in names:
+        rows = [r for r in records if r["rehearsal"] == name][-count:]
+        rtos = [r["rto_s"] for r in rows if r["rto_s"] is not None]
+        print(f"{name}: {len(rows)} result(s)"
+              + (f", RTO {_d(min(rtos))}..{_d(max(rtos))}" if rtos else ""))
+        print(f"  {'RUN':<32} {'STATUS':<11} {'RTO':>8} {'TARGET':>8} {'RPO':>8}  "
+              f"{'BASELINE':<8}  VERDICT")
+        for r in rows:
+            print(f"  {r['run_id'] or '-':<32} {r['status']:<11} {_d(r['rto_s']):>8} "
+                  f"{_d(r['targets'].get('rto_s')):>8} {_d(r['rpo_s']):>8}  "
+                  f"{'ok' if r['baseline'].get('ok') else 'FAILED':<8}  {r['verdict']}"
+                  + _bar(r["rto_s"], max(rtos, default=0)))
+            for text in r["regressions"]:
+                print(f"      - {text}")
+
+
+def _bar(rto: float | None, top: float) -> str:
+    """A small bar of the RTO against the largest shown: the trend at a glance."""
+    if rto is None or top <= 0:
+        return ""
+    return "  " + "#" * max(1, round(20 * rto / top))
