@@ -18,6 +18,7 @@ import yaml
 from drkit.durations import parse_duration
 from drkit.errors import ConfigError
 from drkit.keys import settings as keys_settings
+from drkit.notify import settings as notify_settings
 from drkit.project import Project
 from drkit.redact import is_secret_key, register_secret
 from drkit.rehearsals import settings_problems as rehearsal_problems
@@ -27,10 +28,9 @@ DEFAULT_ENV = "lab"
 
 _TOP_KEYS = {
     "estate", "aws", "control_region", "terraform", "regions", "dns", "targets",
-    "notify", "lock", "lab", "postgres", "backup", "keys", "rehearsals",
+    "notify", "severities", "lock", "lab", "postgres", "backup", "keys", "rehearsals",
 }
 _REGION_ROLES = {"primary", "hot-standby", "warm-standby", "standby"}
-_CHANNEL_TYPES = {"file", "stdout", "webhook"}
 _LOCK_BACKENDS = {"file", "dynamodb"}
 
 
@@ -132,7 +132,7 @@ def load_environment(project: Project, ref: str | None = None) -> Environment:
             hint="put drkit's settings under the key `drkit:`",
         )
     settings = doc["drkit"]
-    problems = validate_settings(settings)
+    problems = validate_settings(settings, project.root)
     if problems:
         raise ConfigError(
             f"environment '{ref}' has {len(problems)} problem(s) in {settings_path}",
@@ -156,8 +156,9 @@ def _register_secrets(node: Any, key: str = "") -> None:
         register_secret(node)
 
 
-def validate_settings(s: dict[str, Any]) -> list[str]:
-    """Every problem in a settings mapping, each prefixed with its dotted path."""
+def validate_settings(s: dict[str, Any], project_root: Path | None = None) -> list[str]:
+    """Every problem in a settings mapping, each prefixed with its dotted path
+    (with ``project_root``, the notification templates it names are rendered too)."""
     problems: list[str] = []
 
     def need_map(value: Any, path: str) -> bool:
@@ -216,22 +217,7 @@ def validate_settings(s: dict[str, Any]) -> list[str]:
                     parse_duration(tgt[key])
                 except ValueError as exc:
                     problems.append(f"{path}.{key}: {exc}")
-    notify = s.get("notify")
-    if notify is not None and need_map(notify, "drkit.notify"):
-        unknown(notify, {"channels"}, "drkit.notify")
-        for name, ch in (notify.get("channels") or {}).items():
-            path = f"drkit.notify.channels.{name}"
-            if not need_map(ch, path):
-                continue
-            if ch.get("type") not in _CHANNEL_TYPES:
-                problems.append(
-                    f"{path}.type: {ch.get('type')!r} is not one of "
-                    f"{', '.join(sorted(_CHANNEL_TYPES))}"
-                )
-            if ch.get("type") == "file" and not ch.get("path"):
-                problems.append(f"{path}.path: missing; a file channel needs a path")
-            if ch.get("type") == "webhook" and not ch.get("url"):
-                problems.append(f"{path}.url: missing; a webhook channel needs a url")
+    problems += notify_settings.problems(s, project_root)
     lock = s.get("lock")
     if lock is not None and need_map(lock, "drkit.lock"):
         if lock.get("backend", "file") not in _LOCK_BACKENDS:

@@ -74,6 +74,7 @@ BAD_INPUT = [
     (["run", "RB-TEST-001", "--incident-start", "yesterday"], "not an ISO-8601 time"),
     (["run", "RB-TEST-001", "--incident-start", FUTURE], "in the future"),
     (["run", "RB-TEST-001", "--bogus"], "No idea what '--bogus' is"),
+    (["run", "RB-TEST-001", "--severity", "SEV5"], "--severity 'SEV5': not a severity"),
     # resume, report
     (["resume"], "did not receive required positional arguments: 'run_id'"),
     (["resume", "last-tuesday"], "'last-tuesday' is not a run id"),
@@ -99,6 +100,10 @@ BAD_INPUT = [
     (["failover", "--region", "eu-west", "--only", "nope", *LAB],
      "--only nope: no such step in RB-DR-003"),
     (["failover", "--region", "eu-west", "--incident-start", FUTURE, *LAB], "in the future"),
+    (["failover", "--region", "eu-west", "--severity", "critical", *LAB],
+     "--severity 'critical': not a severity"),
+    (["failback", "--region", "us-east", "--severity", "0", *LAB],
+     "--severity '0': not a severity"),
     (["failover", "--resume", A_DR_RUN, "--region", "eu-west"], "--region cannot change them"),
     (["failover", "--resume", A_DR_RUN, "--mode", "unplanned", "--allow-data-loss"],
      "--mode, --allow-data-loss cannot change them"),
