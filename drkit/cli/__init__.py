@@ -11,7 +11,7 @@ from drkit.cli.common import DrkitProgram
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
               runs.report, dr.failover, dr.failback, backup.restore,
-              rehearse.history):
+              rehearse.history, rehearse.postmortem):
     ns.add_task(_task)
 ns.add_collection(backup.ns, name="backup")
 ns.add_collection(keys.ns, name="keys")

@@ -1,4 +1,5 @@
-"""Tasks for rehearsals: `rehearse NAME`, `rehearse.install TARGET`, `history`.
+"""Tasks for rehearsals and what follows a run: `rehearse NAME`, `rehearse.install
+TARGET`, `history`, `postmortem RUN_ID`.
 
 The schedule is written by its own task, not `rehearse --install`: invoke has no
 optional positional argument, so one task cannot take both NAME and no NAME."""
@@ -9,14 +10,15 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from drkit.cli.common import maps_errors, parse_params
+from drkit.cli.common import check_run_id, maps_errors, parse_params
 from drkit.durations import format_duration
 from drkit.env import load_environment
 from drkit.errors import ConfigError
 from drkit.history import history_path, read_history
+from drkit.journal import find_run, read_events
 from drkit.project import find_project
 from drkit.rehearsals import load_settings
-from drkit.runbook import resolve_runbook
+from drkit.runbook import load_runbook, resolve_runbook
 from drkit.schedule import TARGETS
 from drkit.schedule import install as install_schedule
 
@@ -135,3 +137,42 @@ def _bar(rto: float | None, top: float) -> str:
     if rto is None or top <= 0:
         return ""
     return "  " + "#" * max(1, round(20 * rto / top))
+
+
+@task(positional=["run_id"], help={
+    "run_id": "the run to draft the post-incident record of (`drkit status` lists runs)",
+    "force": "replace a postmortem.md that exists (it may hold edits)"})
+@maps_errors
+def postmortem(c, run_id, force=False):
+    """Draft the post-incident record of a run from its journal (timeline, decisions,
+    RTO/RPO against targets, what failed, action items), beside its reports."""
+    from drkit import postmortem as pm
+
+    project = find_project()
+    run_dir = find_run(project.runs_dir, check_run_id(run_id))
+    target = run_dir / pm.FILE_NAME
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists (it may hold edits)",
+                          hint="pass --force to draft it again over it")
+    first = read_events(run_dir / "journal.jsonl")[0]
+    runbook = _runbook_of(first, project)
+    targets = {"rto_s": getattr(runbook, "rto_s", 0.0), "rpo_s": getattr(runbook, "rpo_s", 0.0)}
+    try:
+        override = load_environment(project, first["env"]).targets_for(first["runbook"])
+    except ConfigError:  # the run's environment is gone or broken: the runbook's targets
+        override = {}
+    targets["rto_s"] = override.get("rto", targets["rto_s"])
+    targets["rpo_s"] = override.get("rpo", targets["rpo_s"])
+    path, text = pm.write(run_dir, runbook=runbook, targets=targets)
+    print(text)
+    print(f"written: {path}")
+
+
+def _runbook_of(first: dict, project):
+    """The run's runbook: its file if still there, else the project's of that id."""
+    path = Path(first["runbook_path"])
+    try:
+        return load_runbook(path if path.is_file()
+                            else resolve_runbook(first["runbook"], project.runbooks_dir))
+    except ConfigError:
+        return None

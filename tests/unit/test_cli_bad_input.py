@@ -158,7 +158,7 @@ BAD_INPUT = [
      "--into 'web': nothing to restore into by that name; use one of: scratch, db"),
     (["restore", "--resume", A_RESTORE_RUN, "--into", "db"], "--into cannot change them"),
     (["restore", "--resume", A_DR_RUN], "not a run of RB-DR-006"),
-    # rehearse, rehearse.install, history
+    # rehearse, rehearse.install, history, postmortem
     (["rehearse"], "did not receive required positional arguments: 'rehearsal'"),
     (["rehearse", "RB-NOPE"], "no rehearsal or runbook 'RB-NOPE'"),
     (["rehearse", "RB-TEST-001", "-p", "hold=soon"], "params.hold: 'soon' is not a number"),
@@ -167,6 +167,8 @@ BAD_INPUT = [
     (["rehearse.install", "cron"], "has no rehearsals to schedule"),
     (["history", "--last", "0"], "--last '0': expected a whole number greater than 0"),
     (["history", "--env", "nope"], "unknown environment 'nope'"),
+    (["postmortem", "garbage"], "'garbage' is not a run id"),
+    (["postmortem", A_TEST_RUN], f"no run '{A_TEST_RUN}'"),
     # the program itself
     (["--nope"], "No idea what '--nope' is"),
     (["nosuchtask"], "No idea what 'nosuchtask' is"),
