@@ -256,7 +256,8 @@ def test_a_dead_channel_is_retried_reported_and_the_run_still_succeeds(workspace
     dead = _free_port()  # nothing listens: connection refused
     _project(workspace, {"dead": {"type": "webhook", "url": f"http://127.0.0.1:{dead}/x"},
                          "broken": {"type": "webhook", "url": f"{receiver.url}/broken"},
-                         "hook": {"type": "webhook", "url": f"{receiver.url}/hook"}})
+                         "hook": {"type": "webhook", "url": f"{receiver.url}/hook"},
+                         "unset": {"type": "slack", "url_env": "DRKIT_TEST_NEVER_SET"}})
     out = workspace.drkit("run", "RB-NOTIFY-001")
     assert out.returncode == 0, out.stdout + out.stderr
     run = workspace.only_run()
@@ -268,10 +269,13 @@ def test_a_dead_channel_is_retried_reported_and_the_run_still_succeeds(workspace
     assert broken[0]["attempts"] == 3 and "HTTP 500" in broken[0]["detail"]
     assert len(receiver.on("/broken")) == 6  # 2 messages x 3 attempts
     assert [r["ok"] for r in rows if r["channel"] == "hook"] == [True, True]
+    unset = [r for r in rows if r["channel"] == "unset"]  # not worth retrying
+    assert [(r["ok"], r["attempts"]) for r in unset] == [(False, 1), (False, 1)]
+    assert "environment variable DRKIT_TEST_NEVER_SET is not set" in unset[0]["detail"]
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "succeeded"
     md = (run / "report.md").read_text()
-    assert "2 delivered, 4 failed" in md and "**dead**" in md
+    assert "2 delivered, 6 failed" in md and "**dead**" in md
     assert "notification to dead" in out.stdout + out.stderr
 
 
@@ -361,3 +365,39 @@ def test_bad_notification_input_is_refused_with_exit_2_and_nothing_written(
     assert expected in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not workspace.runs.exists()
+
+
+def test_a_credential_comes_from_secrets_manager_and_is_masked_from_then_on(receiver,
+                                                                           tmp_path):
+    import boto3
+    from moto import mock_aws
+
+    from drkit.notify import Notifier
+    from drkit.redact import MASK, redact
+
+    class Env:  # what a Notifier uses of an Environment
+        name = "test"
+        settings = {"control_region": "us-west-2",
+                    "notify": {"retries": 0, "channels": {
+                        "slack": {"type": "slack", "url_secret": "drkit/slack-webhook"}}}}
+
+        def region(self, name):
+            return {"cloud_region": "eu-west-1"}
+
+        def boto3_session(self, region=None):
+            return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                 region_name=region)
+
+    url = f"{receiver.url}/services/FROM/SECRETS/MANAGER0123"
+    records = []
+    with mock_aws():
+        boto3.client("secretsmanager", region_name="us-west-2").create_secret(
+            Name="drkit/slack-webhook", SecretString=json.dumps({"url": url}))
+        notifier = Notifier(Env(), tmp_path, run={"id": "20260101T000000Z-RB-X", "runbook":
+                            "RB-X", "env": "test", "started_at": "2026-01-01T00:00:00.000000Z"},
+                            severity="SEV2", dry_run=False, record=records.append)
+        notifier.notify("status-investigating", {"vars": {"title": "from a secret"}})
+        assert notifier.close() == []
+    assert [r.ok for r in records] == [True], records
+    assert receiver.on("/services/FROM/")[0]["body"]["text"].startswith("[INVESTIGATING]")
+    assert redact(f"posted to {url}") == f"posted to {MASK}"
