@@ -6,6 +6,8 @@ optional positional argument, so one task cannot take both NAME and no NAME."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 from invoke import Collection, task
@@ -40,13 +42,17 @@ def run(c, rehearsal, param=None, env="", json_=False):
     params = parse_params(param)
     project = find_project()
     environment = load_environment(project, env or None)
-    outcome = run_rehearsal(project, environment, rehearsal, params, json_mode=json_)
+    say = (lambda line: print(line, file=sys.stderr)) if json_ else print
+    outcome = run_rehearsal(project, environment, rehearsal, params, json_mode=json_, say=say)
     rec = outcome.record
-    print(f"\nrehearsal {rec['rehearsal']} ({rec['runbook']}, run {rec['run_id']}): "
-          f"{rec['verdict'].upper()}; RTO {_d(rec['rto_s'])} (target "
-          f"{_d(rec['targets']['rto_s'])}), RPO {_d(rec['rpo_s'])}; baseline "
-          f"{'restored' if rec['baseline']['ok'] else 'NOT restored'}")
-    print(f"history: {history_path(project.state_dir, environment.name)}")
+    if json_:  # one more event, the rehearsal's result, after the run's own
+        print(json.dumps({"event": "rehearsal", **rec}, sort_keys=True))
+    else:
+        print(f"\nrehearsal {rec['rehearsal']} ({rec['runbook']}, run {rec['run_id']}): "
+              f"{rec['verdict'].upper()}; RTO {_d(rec['rto_s'])} (target "
+              f"{_d(rec['targets']['rto_s'])}), RPO {_d(rec['rpo_s'])}; baseline "
+              f"{'restored' if rec['baseline']['ok'] else 'NOT restored'}")
+        print(f"history: {history_path(project.state_dir, environment.name)}")
     if outcome.regressions:
         code = outcome.failure.exit_code if outcome.failure else None
         lines = [r.text for r in outcome.regressions]

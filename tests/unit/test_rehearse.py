@@ -123,6 +123,14 @@ def test_a_failed_step_fails_the_rehearsal_with_the_runs_own_exit_code(project):
     assert rec["verdict"] == "failed" and rec["status"] == "failed"
 
 
+def test_json_mode_prints_only_json_on_stdout_ending_with_the_rehearsal(project):
+    out = project.drkit("rehearse", "daily-readiness", "--json")
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[-1]["event"] == "rehearsal" and events[-1]["verdict"] == "passed"
+    assert "baseline:" in out.stderr
+
+
 def test_a_runbook_can_be_rehearsed_without_a_schedule_entry(project):
     out = project.drkit("rehearse", "RB-TEST-001", "-p", "hold=0")
     assert out.returncode == 0, out.stderr
