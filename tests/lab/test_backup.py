@@ -145,3 +145,79 @@ def test_verify_names_the_damaged_object(lab):
     _refused(bad, ExitCode.STEP_FAILED, "repo2 (ap-south) is damaged")
     name = damaged_key.rsplit("/", 1)[-1].split(".")[0]
     assert name in bad.stderr + bad.stdout, bad.stderr[-2000:]
+
+
+def _decisions(run_id: str) -> list[str]:
+    return [e["text"] for e in journal(run_id) if e["event"] == "decision"]
+
+
+def test_a_damaged_backup_is_restored_from_another_repository_or_refused_naming_it(lab):
+    fresh = drkit("backup", "--type", "full", "--yes")  # the newest backup of each repo intact
+    assert fresh.returncode == 0, fresh.stdout[-2000:] + fresh.stderr[-3000:]
+    damage = drkit("lab.chaos", "damage-backup", "--region", "eu-west")
+    assert damage.returncode == 0, damage.stderr
+    bucket, key = damage.stdout.split("s3://", 1)[1].split(":", 1)[0].split("/", 1)
+    damaged_file = key.split("/pg_data/", 1)[1].rsplit(".", 1)[0]  # base/5/1249 (.gz dropped)
+    try:
+        proc = drkit("restore", "--yes", "--json")
+        result = result_of(proc)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        facts = restore_facts(result["run_id"])
+        assert int(facts["restored"]["repo"]) == 2, facts["restored"]
+        assert facts["amcheck_ok"] in (True, "True", "true"), facts["amcheck_tail"]
+        fell_back = [d for d in _decisions(result["run_id"]) if "restore fell back" in d]
+        assert len(fell_back) == 1 and "repo1 (eu-west) is damaged" in fell_back[0], fell_back
+        assert restore_instances() == [], "the scratch restore host was left behind"
+
+        refused = drkit("restore", "--region", "eu-west", "--yes")
+        _refused(refused, ExitCode.STEP_FAILED, "in repo1 (eu-west) is damaged")
+        assert damaged_file in refused.stderr + refused.stdout, refused.stderr[-2000:]
+        assert "no other repository is left" in refused.stderr + refused.stdout
+        wait("the scratch host to be gone", lambda: not restore_instances(), 60)
+    finally:
+        # Repair as one would in a versioned bucket: drop the damaged version.
+        s3 = control_plane.client("s3", "eu-west-1")
+        newest = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"][0]
+        s3.delete_object(Bucket=bucket, Key=key, VersionId=newest["VersionId"])
+
+
+OUTAGE_TABLE = "drkit_test_outage_restore"
+
+
+def test_with_the_primary_region_cut_off_a_restore_from_another_regions_repository_succeeds(
+        lab):
+    from drkit.lab import chaos
+
+    dbname = database.credentials()["dbname"]
+    primary = lab.host(role="db", dr_region="us-east")
+    west = lab.host(role="db", dr_region="eu-west")
+    # A row, and its WAL segment archived, before the region goes.
+    lab.psql(primary["ip"], f"CREATE TABLE IF NOT EXISTS {OUTAGE_TABLE} (note text); "
+                            f"INSERT INTO {OUTAGE_TABLE} VALUES ('before the outage')",
+             db=dbname)
+    segment = lab.psql(primary["ip"], "SELECT pg_walfile_name(pg_switch_wal())")
+    wait("the row's WAL segment to be archived", lambda: lab.psql(
+        primary["ip"], "SELECT last_archived_wal FROM pg_stat_archiver") >= segment, 120)
+    try:
+        chaos.region_outage(lab.paths, "us-east")
+        proc = drkit("restore", "--region", "ap-south", "--yes", "--json")
+        result = result_of(proc)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    finally:
+        chaos.restore(lab.paths, region="us-east")
+
+    facts = restore_facts(result["run_id"])
+    assert int(facts["restored"]["repo"]) == 2
+    assert facts["amcheck_ok"] in (True, "True", "true"), facts["amcheck_tail"]
+    assert facts["tables"][dbname][f"public.{OUTAGE_TABLE}"]["rows"] >= 1
+    warning = [d for d in _decisions(result["run_id"])
+               if "the newest WAL could not be archived" in d]
+    assert warning and "no database node answered as primary" in warning[0], \
+        _decisions(result["run_id"])
+    assert restore_instances() == [], "the scratch restore host was left behind"
+
+    # Back to the baseline: the replicas stream from the primary again (the commit
+    # waits for the synchronous eu-west replica, which may still be reconnecting).
+    lab.psql(primary["ip"], f"DROP TABLE {OUTAGE_TABLE}", db=dbname, timeout=180)
+    wait("the eu-west replica to stream again", lambda: lab.psql(
+        west["ip"], "SELECT status FROM pg_stat_wal_receiver") == "streaming", 120)
