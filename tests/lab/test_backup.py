@@ -1,12 +1,15 @@
 """Backups on the real lab: pgBackRest into every region's repository over TLS,
 a restore to a point in time onto a scratch host checked against the canary's
 acknowledged writes, verification that names a damaged object, a restore killed
-and resumed, and refusals that change nothing.
+and resumed, refusals that change nothing, a restore around a damaged
+repository, and a restore with the primary's region cut off.
 
 The tests run in file order on the shared lab and leave it in its baseline
 topology (nothing here fails over): refusals before any backup exists ->
 backup and point-in-time restore under load -> a restore killed mid-way and
-resumed -> a damaged repository.
+resumed -> a damaged repository (ap-south's, left damaged) -> a fresh backup,
+eu-west's newest damaged, restored around, refused, repaired -> us-east cut
+off, restored from ap-south, the region back.
 """
 
 from __future__ import annotations
