@@ -137,7 +137,10 @@ class Notifier:
         the channels; never raises for a channel: a failure becomes a record."""
         targets = self.audience(names)
         event = event_of(template)
-        text = render_template(template, self.context(context), self.project_root)
+        try:
+            text = render_template(template, self.context(context), self.project_root)
+        except ConfigError as exc:  # each channel's record says so; the run goes on
+            text = f"(not rendered: {exc.message})"
         for name in targets:
             own = ((self.channels[name].settings.get("templates") or {}).get(event)
                    or template)

@@ -401,3 +401,19 @@ def test_a_credential_comes_from_secrets_manager_and_is_masked_from_then_on(rece
     assert [r.ok for r in records] == [True], records
     assert receiver.on("/services/FROM/")[0]["body"]["text"].startswith("[INVESTIGATING]")
     assert redact(f"posted to {url}") == f"posted to {MASK}"
+
+
+def test_a_template_that_fails_at_run_time_is_reported_and_the_run_goes_on(workspace,
+                                                                          receiver):
+    _project(workspace, {"hook": {"type": "webhook", "url": f"{receiver.url}/hook"}})
+    (workspace.root / "runbooks" / "templates").mkdir()
+    (workspace.root / "runbooks" / "templates" / "war-room.md.j2").write_text(
+        "Commander: {{ vars.commander }}\n")  # the step below gives no commander
+    rb = workspace.root / "runbooks" / "RB-NOTIFY-001-drill.yml"
+    rb.write_text(rb.read_text().replace("template: status-resolved", "template: war-room"))
+    out = workspace.drkit("run", "RB-NOTIFY-001")
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = _notifications(workspace.only_run())
+    assert [(r["template"], r["ok"]) for r in rows] == [("status-investigating", True),
+                                                        ("war-room", False)]
+    assert "'dict object' has no attribute 'commander'" in rows[1]["detail"]
