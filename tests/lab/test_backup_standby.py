@@ -4,9 +4,10 @@ backup on the primary (pgBackRest's backup-standby, through the primary's TLS
 server with certificates from the lab's CA); with no healthy standby it backs
 up on the primary and says why.
 
-Leaves behind: two more full backups in each repository (one from a standby,
-one from the primary), expired by retention as usual; the lab in its baseline
-topology (primary in us-east, both replicas streaming again).
+Leaves behind: two full and two incremental backups more in each repository
+(from a standby and from the primary), expired by retention as usual; the lab
+in its baseline topology (primary in us-east, both replicas streaming again,
+every db host's pgBackRest TLS server running with its own certificate).
 """
 
 from __future__ import annotations
@@ -120,3 +121,28 @@ def test_with_no_standby_streaming_the_backup_is_taken_on_the_primary_and_says_w
     # Baseline again: every replica streams.
     wait("the replicas to stream again", lambda: all(
         database.topology()["nodes"][r].get("streaming") for r in replicas), timeout=60)
+
+
+def test_when_the_backup_from_the_standby_fails_the_primary_takes_it_and_says_why(lab):
+    """The primary's TLS server cannot start (its certificate is not its key's):
+    the standby's backup cannot reach the primary, and the primary backs up."""
+    primary = lab.host(role="db", dr_region="us-east")["ip"]
+    tls = "/var/lib/postgresql/pgbackrest/tls"
+    stop_server = ("start-stop-daemon --stop --pidfile /run/pgbackrest-server.pid "
+                   "--exec /usr/bin/pgbackrest --remove-pidfile --retry TERM/10/KILL/5 --oknodo")
+    broken = lab.ssh(primary, f"cp -p {tls}/host.crt {tls}/host.crt.keep && "
+                              f"cp -p {tls}/ca.crt {tls}/host.crt && {stop_server}")
+    assert broken.returncode == 0, broken.stderr
+    try:
+        run_id, out = backup_run("--type", "incr")
+    finally:
+        # Its own certificate back; the next backup starts the server again.
+        lab.ssh(primary, f"mv {tls}/host.crt.keep {tls}/host.crt && {stop_server}")
+    assert out["from_standby"] is False, out
+    assert out["source"] == out["primary"] and "-us-east-" in out["source"]
+    assert [b["type"] for b in out["backups"]] == ["incr", "incr"]
+    said = [d for d in decisions(run_id) if d.startswith("backup: backup on primary")]
+    assert said and "the backup from standby" in said[0] and "failed" in said[0], decisions(run_id)
+    # And the next backup is taken from the standby again.
+    _, again = backup_run("--type", "incr")
+    assert again["from_standby"] is True, again
