@@ -274,11 +274,22 @@ class Engine:
             for sid in ids:
                 if sid != self.options.only:
                     plan[sid] = f"skip (--only {self.options.only})"
+        failed: list[StepFailed] = []
         for block in blocks(runbook.steps):
-            if block[0].lane is None:
-                self._run_step(block[0], plan, base_ctx, run_dir)
-            else:
-                self._run_lanes(block, plan, base_ctx, run_dir)
+            try:
+                if block[0].lane is None:
+                    self._run_step(block[0], plan, base_ctx, run_dir)
+                else:
+                    self._run_lanes(block, plan, base_ctx, run_dir)
+            except StepFailed as exc:
+                if not runbook.keep_going:
+                    raise
+                failed.append(exc)  # a readiness suite: every check runs, each is reported
+        if failed:
+            raise StepFailed(
+                f"{len(failed)} step(s) failed: "
+                + "; ".join(str(f.message).splitlines()[0] for f in failed),
+                hint=failed[0].hint)
 
     def _run_step(self, step: Step, plan: dict[str, str], base_ctx: dict[str, Any],
                   run_dir: Path) -> None:

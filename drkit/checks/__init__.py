@@ -11,5 +11,6 @@ from drkit.checks import (  # noqa: F401
     keys,
     local,
     postgres,
+    readiness,
     restore,
 )

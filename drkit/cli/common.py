@@ -20,6 +20,7 @@ from drkit.durations import parse_duration
 from drkit.engine import Engine, RunOptions
 from drkit.env import Environment, load_environment
 from drkit.errors import ConfigError, DrkitError, ExitCode
+from drkit.fsutil import atomic_write_text
 from drkit.journal import RUN_ID_RE
 from drkit.notify import SEVERITIES, normalize_severity
 from drkit.project import find_project
@@ -165,8 +166,9 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
                 json_mode: bool = False, incident_start: str = "",
                 resume_command: str = "drkit resume {run_id}",
                 check_env: Callable[[Environment], Any] | None = None,
-                severity: str = "") -> None:
+                junit: str = "", severity: str = "") -> None:
     """Run (or resume) a runbook and print the outcome; errors leave as DrkitError.
+    ``junit``: also copy the run's junit.xml there (for a CI job or a scheduler).
 
     Every option is checked before anything runs: alone, together, and against the
     environment's settings by ``check_env`` (a task's own rules, e.g. a known region)."""
@@ -202,6 +204,10 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
     finally:
         result = getattr(engine, "result", None)
         if result is not None:
+            if junit and result.reports.get("junit"):
+                target = Path(junit)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(target, result.reports["junit"].read_text())
             _print_outcome(result, json_mode=json_mode, project_root=project.root)
 
 

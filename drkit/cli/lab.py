@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from invoke import Collection, task
@@ -15,6 +16,7 @@ from drkit.project import find_project
 #: Each kind of chaos and the options it takes (all but restore need theirs).
 CHAOS_OPTIONS = {"zone-outage": ("zone",), "region-outage": ("region",), "node-kill": ("host",),
                  "corrupt": ("table",), "damage-backup": ("region",),
+                 "api-outage": ("region", "service"),
                  "restore": ("zone", "region", "host")}
 CHAOS_KINDS = tuple(CHAOS_OPTIONS)
 
@@ -102,14 +104,16 @@ CHAOS_HELP = {
     "region": "region, e.g. us-east or us-east-1 (region-outage, restore); for "
               "damage-backup, the region of the repository to damage",
     "host": "instance id, name or IP (node-kill, restore)",
+    "service": "api-outage: one AWS service (e.g. secretsmanager, s3); default every one",
     "table": "table to drop on the primary (corrupt)"}
 
 
 @task(positional=["kind"], help=CHAOS_HELP)
 @maps_errors
-def chaos(c, kind, zone="", region="", host="", table=""):
-    """Break the lab on purpose: zone/region outages, a crashed node, a dropped table, a
-    damaged backup; `restore` undoes outages and node kills (all, or the one named)."""
+def chaos(c, kind, zone="", region="", host="", table="", service=""):
+    """Break the lab on purpose: zone/region outages, a region's API down, a crashed node,
+    a dropped table, a damaged backup; `restore` undoes outages and node kills (all, or
+    the one named)."""
     from drkit.lab import chaos as lab_chaos
     from drkit.lab.controller import INVENTORY_DIR
     from drkit.lab.paths import LabPaths
@@ -117,7 +121,11 @@ def chaos(c, kind, zone="", region="", host="", table=""):
     if kind not in CHAOS_OPTIONS:
         raise ConfigError(f"unknown chaos kind '{kind}'",
                           hint=f"use one of: {', '.join(CHAOS_KINDS)}")
-    given = {"zone": zone, "region": region, "host": host, "table": table}
+    given = {"zone": zone, "region": region, "host": host, "table": table,
+             "service": service}
+    if service and not re.fullmatch(r"[a-z0-9-]+", service):
+        raise ConfigError(f"--service {service!r} is not an AWS service name",
+                          hint="e.g. --service secretsmanager")
     takes = CHAOS_OPTIONS[kind]
     extra = [f"--{name}" for name, value in given.items() if value and name not in takes]
     if extra:
@@ -148,6 +156,8 @@ def chaos(c, kind, zone="", region="", host="", table=""):
         lines = lab_chaos.node_kill(lab, host)
     elif kind == "corrupt":
         lines = lab_chaos.corrupt(lab, table)
+    elif kind == "api-outage":
+        lines = lab_chaos.api_outage(lab, region, service)
     else:
         lines = lab_chaos.restore(lab, zone=zone or None, region=region or None,
                                   host=host or None)

@@ -86,6 +86,17 @@ def region_outage(lab: paths.LabPaths, region: str) -> list[str]:
     return lines
 
 
+def api_outage(lab: paths.LabPaths, region: str, service: str = "") -> list[str]:
+    """The control plane stops answering one region's API (one service, or every
+    one): each request signed for it gets 503 ServiceUnavailable, as a cloud's
+    regional outage looks to a client, while the other regions answer."""
+    cloud = cloud_region(lab, region)
+    chaos = read_chaos(lab)
+    chaos["api_down"].append(f"{cloud}/{service or '*'}")
+    _save(lab, chaos)
+    return [f"api {service or 'every service'} in {cloud}: down (503 ServiceUnavailable)"]
+
+
 def find_host(lab: paths.LabPaths, host: str) -> dict[str, Any]:
     """The hosts.json row for an instance id, Name tag, IP or namespace (a
     ConfigError when no running host, or more than one, matches)."""
@@ -149,7 +160,8 @@ def corrupt(lab: paths.LabPaths, table: str, **options: Any) -> list[str]:
 
 def restore(lab: paths.LabPaths, *, zone: str | None = None, region: str | None = None,
             host: str | None = None, wait_s: float = 10.0) -> list[str]:
-    """Undo outages and node kills: everything, or one zone, region or host.
+    """Undo outages, API outages and node kills: everything, or one zone, region
+    or host.
 
     Links come back up and neighbour caches are flushed (gateway and every host)
     so traffic resumes at once; killed nodes get sshd back from the reconciler,
@@ -165,7 +177,10 @@ def restore(lab: paths.LabPaths, *, zone: str | None = None, region: str | None 
     hosts = set(chaos["killed"]) if everything else set()
     if host:
         hosts.add(find_host(lab, host)["instance_id"])
-    lines = []
+    cloud = cloud_region(lab, region) if region else None
+    apis = [a for a in chaos["api_down"] if everything or a.split("/")[0] == cloud]
+    lines = [f"api {a.split('/')[1].replace('*', 'every service')} in {a.split('/')[0]}: up"
+             for a in apis]
     for z in sorted(zones):
         bridge = paths.bridge_name(z)
         if netns.link_exists(bridge, paths.GATEWAY_NS):
@@ -178,6 +193,7 @@ def restore(lab: paths.LabPaths, *, zone: str | None = None, region: str | None 
         lines.append(f"host {iid}: link up, sshd restarted by the reconciler")
     chaos["zones_down"] = [z for z in chaos["zones_down"] if z not in zones]
     chaos["killed"] = [h for h in chaos["killed"] if h not in hosts]
+    chaos["api_down"] = [a for a in chaos["api_down"] if a not in apis]
     _save(lab, chaos)
     netns.neigh_flush(paths.GATEWAY_NS)
     for ns in netns.list_namespaces(paths.HOST_NS_PREFIX):

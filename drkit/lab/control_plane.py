@@ -45,7 +45,7 @@ def start_control_plane(lab: paths.LabPaths, *, timeout: float = 30.0) -> tuple[
             "--port", str(paths.CONTROL_PLANE_PORT),
             "--tls-port", str(paths.CONTROL_PLANE_TLS_PORT),
             "--cert", str(certs.server_cert), "--key", str(certs.server_key),
-            "--s3-name", paths.S3_TLS_NAME]
+            "--s3-name", paths.S3_TLS_NAME, "--chaos-file", str(lab.chaos_json)]
     record = start(NAME, argv, pid_file=lab.pid_file(NAME), log_file=lab.log_file(NAME),
                    env=child_env())
     waited = wait_for_port(paths.GATEWAY_ADDR, paths.CONTROL_PLANE_PORT, timeout=timeout,

@@ -16,6 +16,11 @@ exist yet. Requests are therefore handled one at a time, except S3's, which
 touch distinct objects and are the large, slow ones (pgBackRest's uploads must
 not hold up the reconciler's and the failover's EC2 and Route53 calls).
 
+A regional API outage (``drkit lab.chaos api-outage --region R [--service S]``)
+is the lab's chaos file listing ``cloud-region/service``: requests signed for it
+get 503 ServiceUnavailable, as a client sees a cloud region's API fail, while
+other regions answer.
+
 Two details a TLS client notices, both as a real endpoint behaves:
 - connections end with a TLS close_notify (werkzeug closes the socket without
   one, which OpenSSL 3 clients report as "unexpected eof while reading");
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import socket
@@ -58,13 +64,56 @@ class _Server(ThreadedWSGIServer):
         super().shutdown_request(request)
 
 
-_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/([^/]+)/aws4_request")
+
+
+def scope_of(environ: dict[str, Any]) -> tuple[str, str] | None:
+    """(region, service) a request signs for (SigV4 credential scope), if any."""
+    found = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return (found.group(1), found.group(2)) if found else None
 
 
 def service_of(environ: dict[str, Any]) -> str | None:
-    """The AWS service a request signs for (SigV4 credential scope), if any."""
-    found = _SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    return found.group(1) if found else None
+    """The AWS service a request signs for, if any."""
+    scope = scope_of(environ)
+    return scope[1] if scope else None
+
+
+class ApiOutages:
+    """WSGI middleware: requests signed for a region's API that the lab's chaos file
+    lists as down (``api_down``: ``region/service`` or ``region/*``) get 503
+    ServiceUnavailable; the file is re-read when it changes."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], chaos_file: str | None) -> None:
+        self.app = app
+        self.path = chaos_file
+        self._seen: tuple[float, set[str]] = (-1.0, set())
+
+    def down(self) -> set[str]:
+        try:
+            mtime = os.stat(self.path).st_mtime if self.path else -1.0
+        except FileNotFoundError:
+            return set()
+        if mtime != self._seen[0]:
+            try:
+                with open(self.path or "", encoding="utf-8") as handle:
+                    entries = set(json.load(handle).get("api_down", []))
+            except (OSError, ValueError):
+                entries = set()
+            self._seen = (mtime, entries)
+        return self._seen[1]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        scope = scope_of(environ)
+        down = self.down() if scope else set()
+        if scope and ({f"{scope[0]}/{scope[1]}", f"{scope[0]}/*"} & down):
+            body = json.dumps({"__type": "ServiceUnavailableException",
+                               "message": f"lab chaos: {scope[1]} in {scope[0]} is down"})
+            start_response("503 Service Unavailable", [("Content-Type", "application/json"),
+                                                       ("Content-Length", str(len(body)))])
+            return [body.encode()]
+        return self.app(environ, start_response)
 
 
 class Serialized:
@@ -83,11 +132,14 @@ class Serialized:
 
 
 def serve(host: str, port: int, tls_port: int | None = None, cert: str | None = None,
-          key: str | None = None) -> None:
+          key: str | None = None, chaos_file: str | None = None) -> None:
     """Serve moto until killed; the TLS listener runs in a thread beside the plain one."""
     from moto.server import DomainDispatcherApplication, create_backend_app
 
-    app = Serialized(DomainDispatcherApplication(create_backend_app))
+    from drkit.lab import moto_fixes
+
+    moto_fixes.apply()
+    app = ApiOutages(Serialized(DomainDispatcherApplication(create_backend_app)), chaos_file)
     plain = _Server(host, port, app)
     if tls_port:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -105,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tls-port", type=int, default=0)
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--chaos-file", help="the lab's chaos.json (api_down: regional "
+                        "APIs that answer 503)")
     parser.add_argument("--s3-name", action="append", default=[],
                         help="a host name S3 clients use path-style (repeatable)")
     args = parser.parse_args(argv)
@@ -113,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.s3_name:  # read by moto when it is imported (serve imports it)
         os.environ["MOTO_S3_CUSTOM_ENDPOINTS"] = ",".join(
             f"https://{name}" for name in args.s3_name)
-    serve(args.host, args.port, args.tls_port or None, args.cert, args.key)
+    serve(args.host, args.port, args.tls_port or None, args.cert, args.key, args.chaos_file)
 
 
 if __name__ == "__main__":

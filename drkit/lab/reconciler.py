@@ -60,12 +60,14 @@ class Instance:
 
 
 def read_chaos(lab: paths.LabPaths) -> dict[str, list[str]]:
-    """Chaos state the reconciler honours: killed nodes and zones cut off."""
+    """Chaos state: killed nodes and zones cut off (the reconciler honours them) and
+    regional APIs that are down (``cloud-region/service``, the control plane does)."""
     try:
         data = json.loads(lab.chaos_json.read_text())
     except (FileNotFoundError, ValueError):
         data = {}
-    return {"killed": list(data.get("killed", [])), "zones_down": list(data.get("zones_down", []))}
+    return {"killed": list(data.get("killed", [])), "zones_down": list(data.get("zones_down", [])),
+            "api_down": list(data.get("api_down", []))}
 
 
 class Observer:

@@ -126,5 +126,8 @@ def to_markdown(runbook: Runbook) -> str:
         if not steps and heading != "Steps":
             continue
         out += ["", f"## {heading}", ""]
+        if heading == "Steps" and runbook.keep_going:
+            out += ["Every step runs even when one fails; the run fails at the end, "
+                    "naming each that failed.", ""]
         out += _step_section(steps)
     return "\n".join(out) + "\n"

@@ -77,6 +77,9 @@ class Runbook:
     on_failure: tuple[Step, ...]
     path: Path
     sha256: str
+    #: Every main step runs even after one fails (a readiness suite); the run
+    #: fails at the end, naming each step that failed.
+    keep_going: bool = False
 
     def all_steps(self) -> tuple[Step, ...]:
         """Preflight checks, main steps and on_failure steps, in that order."""

@@ -29,7 +29,7 @@ TERRAFORM_ACTIONS = ("plan", "apply", "destroy")
 PHASES = ("preflight", "main", "on_failure")
 
 TOP_KEYS = ("id", "title", "why", "severity", "targets", "params", "preflight", "steps",
-            "on_failure")
+            "on_failure", "keep_going")
 TOP_REQUIRED = ("id", "title", "why", "severity", "targets", "steps")
 TARGET_KEYS = ("rto", "rpo")
 STEP_KEYS = ("id", "title", "when", "timeout", "marks", "lane")
@@ -74,6 +74,9 @@ def build_runbook(raw: Any, path: Path, sha256: str, problems: Problems) -> Runb
     if severity is not None and severity not in SEVERITIES:
         problems.add("severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
     rto_s, rpo_s = _targets(raw.get("targets"), "targets" in raw, problems)
+    keep_going = raw.get("keep_going", False)
+    if not isinstance(keep_going, bool):
+        problems.add("keep_going", f"expected true or false, got {describe(keep_going)}")
     params = parse_params(raw.get("params"), problems) if "params" in raw else {}
 
     raw_steps: list[tuple[str, str, dict[str, Any]]] = []  # (phase, path, raw step)
@@ -126,6 +129,7 @@ def build_runbook(raw: Any, path: Path, sha256: str, problems: Problems) -> Runb
         rto_s=rto_s or 0.0, rpo_s=rpo_s or 0.0, params=params,
         preflight=tuple(built["preflight"]), steps=tuple(built["main"]),
         on_failure=tuple(built["on_failure"]), path=path, sha256=sha256,
+        keep_going=keep_going is True,
     )
 
 

@@ -116,6 +116,9 @@ BAD_INPUT = [
     # backup
     (["backup", "--type", "weekly", *LAB], "--type 'weekly': not a backup type"),
     (["backup", "--what", "everything", *LAB], "--what 'everything': not something to back up"),
+    # readiness
+    (["readiness", "--backup-max-age", "soon", *LAB], "--backup-max-age 'soon' is not a duration"),
+    (["readiness", "--failover-region", "mars", *LAB], "unknown region 'mars' in environment lab"),
     # keys
     (["keys.backup", "--shares", "5", *LAB], "--shares needs --shares-out DIR"),
     (["keys.backup", "--shares", "2", "--threshold", "3", "--shares-out", "{project}/s", *LAB],
@@ -147,6 +150,11 @@ BAD_INPUT = [
     (["lab.chaos", "corrupt", "--table", 'x"; drop'], "not a plain table name"),
     (["lab.chaos", "restore", "--table", "orders"], "restore does not take --table"),
     (["lab.chaos", "restore", "--region", "mars-west-9"], "unknown region 'mars-west-9'"),
+    (["lab.chaos", "api-outage"], "api-outage needs --region"),
+    (["lab.chaos", "api-outage", "--region", "eu-west", "--service", "s3;rm"],
+     "--service 's3;rm' is not an AWS service name"),
+    (["lab.chaos", "node-kill", "--host", "x", "--service", "s3"],
+     "node-kill does not take --service"),
     (["lab.canary", "--rate", "0"], "--rate '0': expected a number greater than 0"),
     (["lab.canary", "--rate", "-5"], "--rate '-5': expected a number greater than 0"),
     (["lab.canary", "--rate", "fast"], "--rate 'fast': expected a number greater than 0"),

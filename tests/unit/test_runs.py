@@ -181,3 +181,16 @@ steps:
     out = workspace.drkit("run", "RB-TEST-006", "--param", "into=db")
     assert out.returncode == ExitCode.PREFLIGHT_FAILED, out.stdout + out.stderr
     assert not marker.exists()
+
+
+def test_a_keep_going_suite_runs_every_check_and_names_each_failure(workspace):
+    out = workspace.drkit("run", "RB-TEST-007")
+    assert out.returncode == ExitCode.STEP_FAILED, out.stdout + out.stderr
+    assert "2 step(s) failed" in out.stderr
+    assert "no/such/dir is missing: create it" in out.stderr
+    assert "no/other/dir is missing: create it" in out.stderr
+    run = workspace.only_run()
+    report = json.loads((run / "report.json").read_text())
+    assert [s["status"] for s in report["steps"]] == ["ok", "failed", "ok", "failed"]
+    junit = (run / "junit.xml").read_text()
+    assert junit.count("<failure") == 2
