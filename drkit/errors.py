@@ -19,6 +19,7 @@ class ExitCode:
     LOCK_HELD = 5  # another run holds the environment's lock
     TARGET_MISSED = 6  # the run completed but an RTO or RPO target was missed
     APPROVAL_REQUIRED = 7  # an approval gate with no terminal and no --yes
+    REHEARSAL_FAILED = 8  # a rehearsal's run went through but regressed against its history
     INTERRUPTED = 130  # Ctrl-C / SIGTERM: journaled, lock released, resumable
 
 
@@ -118,3 +119,16 @@ class LabError(DrkitError):
     """The lab could not be built, reached or torn down."""
 
     exit_code = ExitCode.INTERNAL
+
+
+class RehearsalFailed(DrkitError):
+    """A rehearsal regressed: a failed step, a missed target, a slower RTO than its
+    history allows, or a baseline not restored. ``exit_code`` is the run's own
+    when the run failed (4, 6, 3), else REHEARSAL_FAILED."""
+
+    exit_code = ExitCode.REHEARSAL_FAILED
+
+    def __init__(self, message: str, *, exit_code: int = ExitCode.REHEARSAL_FAILED,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code

@@ -41,23 +41,6 @@ from drkit.rehearsals import RehearsalSettings, load_settings
 from drkit.report.html import to_html
 from drkit.runbook import Runbook, bind_params, load_runbook, resolve_runbook
 
-#: Exit code of a rehearsal whose run went as far as it could but that failed the
-#: comparison: RTO beyond the margin, or the baseline not restored (README, "Exit codes").
-REHEARSAL_FAILED = 8
-
-
-class RehearsalFailed(DrkitError):
-    """A rehearsal regressed: a failed step, a missed target, a slower RTO than its
-    history allows, or a baseline not restored. ``exit_code`` is the run's own
-    when the run failed (4, 6, 3), else REHEARSAL_FAILED."""
-
-    exit_code = REHEARSAL_FAILED
-
-    def __init__(self, message: str, *, exit_code: int = REHEARSAL_FAILED,
-                 hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.exit_code = exit_code
-
 
 @dataclass(frozen=True)
 class Target:

@@ -36,7 +36,7 @@ def run(c, rehearsal, param=None, env="", json_=False):
     """Run a runbook unattended as a rehearsal, restore the baseline, record and compare
     the result: a failed step, a missed target or an RTO regression exits non-zero
     and notifies."""
-    from drkit.rehearse import RehearsalFailed
+    from drkit.errors import RehearsalFailed
     from drkit.rehearse import rehearse as run_rehearsal
 
     params = parse_params(param)

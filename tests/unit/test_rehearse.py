@@ -16,7 +16,6 @@ import yaml
 
 from drkit.errors import ConfigError, ExitCode
 from drkit.history import append_record, read_history
-from drkit.rehearse import REHEARSAL_FAILED
 from drkit.schedule import parse_cron_line
 
 SETTINGS = {
@@ -100,7 +99,7 @@ def test_a_slower_rto_than_the_history_fails_and_notifies_naming_runbook_step_re
     # The middle step now waits 0.3 s: the RTO is at least 300 times the median.
     out = project.drkit("rehearse", "daily-readiness", "-p", "hold=0.3")
 
-    assert out.returncode == REHEARSAL_FAILED, out.stdout + out.stderr
+    assert out.returncode == ExitCode.REHEARSAL_FAILED, out.stdout + out.stderr
     err = out.stderr.strip()
     assert err.count("\n") == 0, err
     for says in ("RB-TEST-001", "step middle", "worse than the median", "last 3"):
