@@ -426,8 +426,10 @@ class Engine:
     def _record(self, step: Step, outcome: StepOutcome, phase: str | None) -> None:
         assert self.journal is not None
         if outcome.approval:
+            # What was agreed to, as the operator saw it (a post-mortem needs it).
             self.journal.append("approval", step=step.id, how=outcome.approval["how"],
-                                by=outcome.approval["by"])
+                                by=outcome.approval["by"],
+                                prompt=redact(outcome.approval.get("prompt") or ""))
         for n in outcome.notifications:
             self.journal.append("notify", step=step.id, template=n["template"],
                                 channels=n["channels"], text=redact(n["text"]))

@@ -395,7 +395,8 @@ class RunState:
                 rpo.append({k: ev[k] for k in ("step", "seconds", "lost_writes", "detail")}
                            | {"ts": ev["ts"]})
             elif kind == "approval":
-                approvals.append({k: ev[k] for k in ("step", "how", "by")} | {"ts": ev["ts"]})
+                approvals.append({k: ev[k] for k in ("step", "how", "by")}
+                                 | {"ts": ev["ts"], "prompt": ev.get("prompt", "")})
         completed = tuple(s for s in finish_order if latest[s] in ("ok", "skipped"))
         failed = [s for s in finish_order if latest[s] == "failed"]
         interrupted = next(reversed(open_steps), None) if open_steps else None

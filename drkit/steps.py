@@ -146,10 +146,10 @@ def _approval(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
     prompt = spec["prompt"]
     if rt.ctx.dry_run:
         return StepOutcome(ok=True, summary=f"would ask: {prompt}",
-                           approval={"how": "dry-run", "by": None})
+                           approval={"how": "dry-run", "by": None, "prompt": prompt})
     if rt.yes:
         return StepOutcome(ok=True, summary="approved by --yes",
-                           approval={"how": "yes-flag", "by": _user()})
+                           approval={"how": "yes-flag", "by": _user(), "prompt": prompt})
     if not rt.interactive:
         raise ApprovalRequired(
             f"step {step.id} needs approval ({prompt}) but there is no terminal to ask",
@@ -157,7 +157,7 @@ def _approval(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
         )
     if rt.ask(prompt):
         return StepOutcome(ok=True, summary="approved interactively",
-                           approval={"how": "interactive", "by": _user()})
+                           approval={"how": "interactive", "by": _user(), "prompt": prompt})
     return StepOutcome(ok=False, summary="approval refused", error="the operator refused")
 
 

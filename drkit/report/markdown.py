@@ -77,6 +77,7 @@ def to_markdown(m: dict[str, Any]) -> str:
     if m["approvals"]:
         lines += ["## Approvals", ""]
         lines += [f"- {a['step']}: {a['how']} by {a['by'] or '-'} at {a['ts']}"
+                  + (f"; asked: {a['prompt']}" if a.get("prompt") else "")
                   for a in m["approvals"]]
         lines.append("")
     lines += _notifications(m.get("notifications") or [], m.get("severity"))

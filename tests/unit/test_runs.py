@@ -93,6 +93,8 @@ def test_yes_passes_the_gate_and_journals_who_approved(workspace, tmp_path):
     assert marker.exists()
     state = _state(workspace.only_run())
     assert state.approvals[0]["how"] == "yes-flag"
+    assert state.approvals[0]["prompt"].startswith("Create")  # what was agreed to
+    assert "asked: Create" in (workspace.only_run() / "report.md").read_text()
 
 
 def test_dry_run_shows_the_gate_and_the_action_but_changes_nothing(workspace, tmp_path):
