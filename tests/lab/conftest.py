@@ -250,3 +250,26 @@ def lab_environment(lab_estate: Estate):
 
     require_site(lab_estate)
     return load_environment(find_project(PROJECT_ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _stale_run_lock_removed() -> Iterator[None]:
+    """After each lab test: a run lock whose process is gone (a test failed while a
+    run it killed held the lab environment's lock) is removed with a warning, as
+    ``--break-lock`` would, so one failure does not fail every lab test after it."""
+    import json
+    import socket
+    import warnings
+
+    from drkit.lock import pid_alive
+
+    yield
+    path = PROJECT_ROOT / ".drkit" / "locks" / "lab.lock"
+    try:
+        holder = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    if holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", 0))):
+        path.unlink(missing_ok=True)
+        warnings.warn(f"removed the stale lab lock of run {holder.get('run_id')} "
+                      f"(pid {holder.get('pid')} is gone)", stacklevel=1)
