@@ -41,8 +41,8 @@ def _run_options(env: str, dry_run: bool, yes: bool, json_: bool, break_lock: bo
 @maps_errors
 def take(c, type_="", what="", incident_start="", dry_run=False, yes=False, resume="",
          env="", json_=False, break_lock=False, from_="", only=""):
-    """RB-BK-001: a pgBackRest backup into every repository, from the node that is
-    primary, and/or a configuration backup into every region's bucket."""
+    """RB-BK-001: a pgBackRest backup into every repository, taken from a streaming
+    standby (else the primary), and/or a configuration backup into every region's bucket."""
     if type_ and type_ not in TYPES:
         raise ConfigError(f"--type {type_!r}: not a backup type", hint=f"use one of: "
                           f"{', '.join(TYPES)}")
