@@ -87,11 +87,18 @@ class Environment:
             region_name=region or penv.get("AWS_DEFAULT_REGION"),
         )
 
-    def client(self, service: str, region: str | None = None) -> Any:
+    def client(self, service: str, region: str | None = None, config: Any = None) -> Any:
         """A boto3 client for ``service`` in ``region`` (a cloud region name),
-        through this estate's endpoint when one is set."""
+        through this estate's endpoint when one is set; ``config`` is botocore's
+        (timeouts, retries)."""
         aws = self.settings.get("aws") or {}
-        return self.boto3_session(region).client(service, endpoint_url=aws.get("endpoint_url"))
+        return self.boto3_session(region).client(service, endpoint_url=aws.get("endpoint_url"),
+                                                 config=config)
+
+    def regions_primary_first(self) -> list[str]:
+        """Logical regions, the one whose role is primary first (where a secret's copy
+        is read first: another region may be the one that is down)."""
+        return sorted(self.regions, key=lambda r: (self.regions[r].get("role") != "primary", r))
 
     def targets_for(self, runbook_id: str) -> dict[str, float]:
         """Per-runbook target overrides in seconds: {'rto': .., 'rpo': ..} (possibly empty)."""

@@ -64,9 +64,7 @@ def archiver_probe(ctx: StepContext, secret: str, timeout: float = 3.0) -> dict[
                                           "checked: see the nodes check"]}
     from drkit.checks.estate import db_credentials
 
-    regions = ctx.env.regions  # the primary's copy first: another region may be down
-    creds = db_credentials(ctx, secret, sorted(regions, key=lambda r: (
-        regions[r].get("role") != "primary", r)))
+    creds = db_credentials(ctx, secret, ctx.env.regions_primary_first())
     try:
         with psycopg.connect(dsn(host, creds), connect_timeout=int(timeout), autocommit=True,
                              row_factory=dict_row) as conn:
@@ -94,15 +92,13 @@ def region_access_probe(ctx: StepContext, secret: str) -> dict[str, Any]:
     """Every region's S3 (its backup bucket) and Secrets Manager (its copy of
     ``secret``, REGION replaced) answer; a value is never read."""
     problems, regions = [], {}
-    endpoint = (ctx.env.settings.get("aws") or {}).get("endpoint_url")
     for region, (bucket, cloud) in config_backup.buckets(ctx.env.settings).items():
-        session = ctx.env.boto3_session(cloud)
         secret_id = secret.replace("REGION", region)
         regions[region] = {}
         for service, what in (("s3", f"bucket {bucket}"),
                               ("secretsmanager", f"secret {secret_id}")):
             ctx.progress(f"{region}: {service}")
-            client = session.client(service, endpoint_url=endpoint, config=_QUICK)
+            client = ctx.env.client(service, cloud, config=_QUICK)
             try:
                 if service == "s3":
                     client.head_bucket(Bucket=bucket)

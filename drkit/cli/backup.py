@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from invoke import Collection, task
 
-from drkit.cli.common import maps_errors, parse_time, run_or_resume
+from drkit.cli.common import maps_errors, parse_time, run_options, run_or_resume
 from drkit.cli.runs import RUN_HELP
 from drkit.durations import format_duration
 from drkit.errors import ConfigError
@@ -25,12 +25,6 @@ WHATS = ("data", "config", "all")
 RESTORE_INTO = ("scratch", "db")
 LABEL_HINT = "labels look like 20261203-064040F (full) or 20261203-064040F_20261203-070000D"
 
-
-def _run_options(env: str, dry_run: bool, yes: bool, json_: bool, break_lock: bool,
-                 from_: str, only: str, incident_start: str = "") -> dict[str, object]:
-    return {"env": env, "dry_run": dry_run, "yes": yes, "json_mode": json_,
-            "break_lock": break_lock, "from_step": from_, "only": only,
-            "incident_start": incident_start}
 
 
 @task(default=True, help={
@@ -51,7 +45,7 @@ def take(c, type_="", what="", incident_start="", dry_run=False, yes=False, resu
                           hint=f"use one of: {', '.join(WHATS)}")
     run_or_resume(BACKUP_RUNBOOK, {"type": type_ or "full", "what": what or "data"},
                   task_name="backup", resume=resume, given={"--type": type_, "--what": what},
-                  **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
+                  **run_options(env, dry_run, yes, json_, break_lock, from_, only,
                                  incident_start))
 
 
@@ -107,7 +101,7 @@ def verify(c, incident_start="", dry_run=False, yes=False, resume="", env="", js
     """RB-BK-002: check every file's checksum in every repository and the WAL from each
     backup on; a damaged repository fails the run (exit 4) naming each bad object."""
     run_or_resume(VERIFY_RUNBOOK, {}, task_name="backup.verify", resume=resume, given={},
-                  **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
+                  **run_options(env, dry_run, yes, json_, break_lock, from_, only,
                                  incident_start))
 
 
@@ -141,7 +135,7 @@ def restore(c, backup="", target_time="", region="", into="", incident_start="",
                   given={"--backup": backup, "--target-time": target_time, "--region": region,
                          "--into": into},
                   check_env=(lambda environment: environment.region(region)) if region else None,
-                  **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
+                  **run_options(env, dry_run, yes, json_, break_lock, from_, only,
                                  incident_start))
 
 

@@ -231,6 +231,14 @@ def _print_outcome(result: Any, *, json_mode: bool, project_root: Path) -> None:
     print(f"report: {shown} (also report.html, report.json, junit.xml)", file=out)
 
 
+def run_options(env: str, dry_run: bool, yes: bool, json_: bool, break_lock: bool,
+                from_: str, only: str, incident_start: str = "") -> dict[str, object]:
+    """A runbook task's shared flags (RUN_HELP) as run_or_resume's keyword options."""
+    return {"env": env, "dry_run": dry_run, "yes": yes, "json_mode": json_,
+            "break_lock": break_lock, "from_step": from_, "only": only,
+            "incident_start": incident_start}
+
+
 def run_or_resume(runbook_id: str, params: dict[str, Any], *, task_name: str, resume: str,
                   given: dict[str, object], check_env: Callable[[Environment], Any] | None = None,
                   **options: Any) -> None:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from drkit.cli.backup import _run_options
-from drkit.cli.common import maps_errors, parse_positive, run_or_resume
+from drkit.cli.common import maps_errors, parse_positive, run_options, run_or_resume
 from drkit.cli.runs import RUN_HELP
 from drkit.durations import format_duration
 from drkit.errors import ConfigError
@@ -64,7 +63,7 @@ def backup(c, shares="", threshold="", shares_out="", incident_start="", dry_run
                   task_name="keys.backup", resume=resume,
                   given={"--shares": shares, "--threshold": threshold,
                          "--shares-out": shares_out},
-                  **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
+                  **run_options(env, dry_run, yes, json_, break_lock, from_, only,
                                  incident_start))
 
 
@@ -77,7 +76,7 @@ def verify(c, backup="", incident_start="", dry_run=False, yes=False, resume="",
     _check_label(backup)
     run_or_resume(VERIFY_RUNBOOK, {"backup": backup or "latest"}, task_name="keys.verify",
                   resume=resume, given={"--backup": backup},
-                  **_run_options(env, dry_run, yes, json_, break_lock, from_, only,
+                  **run_options(env, dry_run, yes, json_, break_lock, from_, only,
                                  incident_start))
 
 

@@ -60,17 +60,11 @@ def key_sources(settings: dict[str, Any]) -> list[KeySource]:
             for i in items]
 
 
-def region_order(settings: dict[str, Any]) -> list[str]:
-    """Regions to read a secret from: the primary first, then the others."""
-    regions = settings.get("regions") or {}
-    return sorted(regions, key=lambda r: (regions[r].get("role") != "primary", r))
-
-
 def read_secret(env: Any, secret_template: str) -> tuple[str, str]:
     """(value, region read from) of a per-region secret, trying the primary's copy
     first; KeySourceError naming every region tried when none answers."""
     tried = []
-    for region in region_order(env.settings):
+    for region in env.regions_primary_first():
         secret_id = secret_template.replace("REGION", region)
         cloud = env.settings["regions"][region]["cloud_region"]
         try:

@@ -136,6 +136,7 @@ def estate(monkeypatch, tmp_path):
                        "consumers": ["ansible"]}]}}
         assert settings.problems(conf["keys"]) == []
         yield SimpleNamespace(settings=conf, regions=REGIONS,
+                              regions_primary_first=lambda: ["us-east", "eu-west"],
                               client=lambda service, region=None: boto3.client(
                                   service, region_name=region))
 

@@ -43,8 +43,8 @@ def ctx(monkeypatch):
                 Name=f"drkit/lab/{name}/db-credentials", SecretString="{}")
         env = SimpleNamespace(
             settings=SETTINGS, regions=REGIONS,
-            client=lambda service, region=None: boto3.client(service, region_name=region),
-            boto3_session=lambda region=None: boto3.Session(region_name=region))
+            client=lambda service, region=None, config=None: boto3.client(
+                service, region_name=region, config=config))
         yield StepContext(env=env, project=None, run_dir=None)
 
 
