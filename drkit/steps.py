@@ -128,18 +128,28 @@ def _ansible(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
 
 
 def _check(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
-    fn = registry.get_probe(spec["probe"])
-    result = registry.call(fn, rt.ctx, spec.get("args") or {})
+    if "of" in spec:  # what an earlier step found, not asked again
+        source = spec["of"]
+        result = (rt.template_ctx.get("steps", {}).get(source) or {}).get("outputs")
+        if result is None:
+            error = (f"step {source} left no result to check (it failed before its probe "
+                     "answered); its own error says why")
+            return StepOutcome(ok=False, summary=error, error=error)
+        outputs: dict[str, Any] = {}
+    else:
+        source = spec["probe"]
+        result = registry.call(registry.get_probe(source), rt.ctx, spec.get("args") or {})
+        outputs = result
     passed = bool(evaluate(spec["expect"], {**rt.template_ctx, "result": result}))
-    summary = f"{spec['probe']}: {'pass' if passed else 'FAIL'} ({spec['expect']})"
+    summary = f"{source}: {'pass' if passed else 'FAIL'} ({spec['expect']})"
     error = None
     if not passed:
         message = spec.get("message")
         if message:
             message = render(message, {**rt.template_ctx, "result": result})
-        error = message or f"{spec['probe']} returned {result}, expected {spec['expect']}"
+        error = message or f"{source} returned {result}, expected {spec['expect']}"
         summary = error
-    return StepOutcome(ok=passed, summary=summary, outputs=result, error=error)
+    return StepOutcome(ok=passed, summary=summary, outputs=outputs, error=error)
 
 
 def _approval(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:

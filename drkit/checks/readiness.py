@@ -53,12 +53,13 @@ def freshness_probe(ctx: StepContext, max_age: str = "") -> dict[str, Any]:
 
 
 @probe("postgres.archiver")
-def archiver_probe(ctx: StepContext, secret: str, timeout: float = 3.0) -> dict[str, Any]:
-    """WAL archiving on the node that is primary now: archive_mode on and the last
+def archiver_probe(ctx: StepContext, secret: str, primary: str = "",
+                   timeout: float = 3.0) -> dict[str, Any]:
+    """WAL archiving on the node that is primary now (``primary``, the host an
+    earlier topology check found, else asked here): archive_mode on and the last
     attempt succeeded (pg_stat_archiver: a failure newer than the last success means
     segments are piling up unarchived, and point-in-time restores stop there)."""
-    topology = topology_probe(ctx, secret)
-    host = topology["primary_host"]
+    host = primary or topology_probe(ctx, secret)["primary_host"]
     if not host:
         return {"ok": False, "problems": ["no primary answers, so WAL archiving cannot be "
                                           "checked: see the nodes check"]}

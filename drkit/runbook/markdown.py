@@ -42,7 +42,9 @@ def _describe_step(step: Step) -> list[str]:
             if spec.get(key):
                 lines.append(f"{label}: {_code(_compact(spec[key]))}")
     elif step.kind == "check":
-        lines.append(f"check: probe {_code(spec['probe'])}, expect {_code(spec['expect'])}")
+        source = f"probe {_code(spec['probe'])}" if "probe" in spec \
+            else f"the result of step {_code(spec['of'])}"
+        lines.append(f"check: {source}, expect {_code(spec['expect'])}")
         if spec.get("args"):
             lines.append(f"args: {_code(_compact(spec['args']))}")
         if spec.get("message"):

@@ -43,8 +43,10 @@ KIND_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "terraform": {"dir": ("str", True), "workspace": ("str", False),
                   "action": ("tf_action", False), "vars": ("mapping", False),
                   "var_files": ("strlist", False), "targets": ("strlist", False)},
-    "check": {"probe": ("str", True), "args": ("mapping", False), "expect": ("str", True),
-              "message": ("str", False)},
+    # A check asks a probe, or (``of``) looks again at what an earlier step
+    # found, without asking twice: exactly one of the two.
+    "check": {"probe": ("str", False), "of": ("str", False), "args": ("mapping", False),
+              "expect": ("str", True), "message": ("str", False)},
     "approval": {"prompt": ("str", True)},
     "notify": {"template": ("str", True), "channels": ("strlist", False),
                "vars": ("mapping", False)},
@@ -283,6 +285,12 @@ def _kind_spec(kind: str, raw: Any, path: str, problems: Problems) -> dict[str, 
                 if not isinstance(item, str):
                     problems.add(join(field_path, index),
                                  f"expected a string, got {describe(item)}")
+    if kind == "check" and ("probe" in raw) == ("of" in raw):
+        problems.add(join(path, "probe"), "a check has exactly one of probe (ask a probe) or "
+                     "of (the result of an earlier step)" + (", not both" if "of" in raw else ""))
+    if kind == "check" and "of" in raw and "args" in raw:
+        problems.add(join(path, "args"), "a check `of` an earlier step asks no probe, so it "
+                     "takes no args; remove them")
     spec = dict(raw)
     if kind == "terraform":
         spec.setdefault("action", "apply")

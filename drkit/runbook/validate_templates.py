@@ -31,7 +31,16 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 def check_step_templates(raw: dict[str, Any], step_path: str, params: set[str],
                           earlier: set[str], all_ids: set[str], problems: Problems) -> None:
-    """Parse every template and expression in a step and check the names it uses."""
+    """Parse every template and expression in a step and check the names it uses,
+    and that a check ``of`` a step names one that has run by then."""
+    of = raw.get("check", {}).get("of") if isinstance(raw.get("check"), dict) else None
+    if isinstance(of, str):
+        if of not in all_ids:
+            problems.add(join(step_path, "check.of"), f"there is no step {of!r}"
+                         f"{suggest(of, all_ids)}")
+        elif of not in earlier:
+            problems.add(join(step_path, "check.of"), f"step {of!r} has not run yet at this "
+                         "point; a check can look at the result of an earlier step only")
     for key, value in raw.items():
         if key in ("id", "timeout", "marks"):
             continue

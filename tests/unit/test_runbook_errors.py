@@ -65,6 +65,12 @@ CASES = [
     ("step_refs.yml", "steps[2].check.args.expected: undefined variable 'result'", 18),
     ("step_refs.yml", "steps[2].check.expect: '{{ result.ok }}' is an expression", 19),
     ("no_steps.yml", "steps: a runbook needs at least one step", 6),
+    ("check_of.yml", "steps[0].check.of: step 'later' has not run yet at this point", 8),
+    ("check_of.yml", "steps[2].check.probe: a check has exactly one of probe (ask a probe) "
+     "or of (the result of an earlier step), not both", 12),
+    ("check_of.yml", "steps[3].check.probe: a check has exactly one of probe", 14),
+    ("check_of.yml", "steps[4].check.args: a check `of` an earlier step asks no probe", 16),
+    ("check_of.yml", "steps[5].check.of: there is no step 'latr'; did you mean 'later'?", 18),
 ]
 
 
