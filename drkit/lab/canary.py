@@ -88,6 +88,9 @@ class CanaryConfig:
     user: str = "app"
     password: str | None = field(default=None, repr=False)
     connect_timeout: int = 2
+    #: Asked for (user, password) on every (re)connect, when set: a client that
+    #: re-reads its credentials (from Secrets Manager) after a rotation.
+    credentials: Callable[[], tuple[str, str]] | None = field(default=None, repr=False)
     run_id: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
                         + "-" + uuid.uuid4().hex[:6])
 
@@ -139,12 +142,13 @@ class Canary:
     def _connect(self) -> psycopg.Connection[Any]:
         c = self.config
         self._address = _resolve(c.name, c.resolver)
+        user, password = c.credentials() if c.credentials else (c.user, c.password)
         params: dict[str, Any] = {}
-        if c.password:
-            params["password"] = c.password
+        if password:
+            params["password"] = password
         conn = psycopg.connect(
             host=c.name if not c.name[0].isdigit() else self._address, hostaddr=self._address,
-            port=c.port, dbname=c.dbname, user=c.user, connect_timeout=c.connect_timeout,
+            port=c.port, dbname=c.dbname, user=user, connect_timeout=c.connect_timeout,
             autocommit=True, application_name="drkit-canary", keepalives=1,
             keepalives_idle=2, keepalives_interval=1, keepalives_count=2,
             tcp_user_timeout=5000, **params)
