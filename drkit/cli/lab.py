@@ -15,7 +15,7 @@ from drkit.project import find_project
 
 #: Each kind of chaos and the options it takes (all but restore need theirs).
 CHAOS_OPTIONS = {"zone-outage": ("zone",), "region-outage": ("region",), "node-kill": ("host",),
-                 "corrupt": ("table",), "damage-backup": ("region",),
+                 "corrupt": ("table", "how"), "damage-backup": ("region",),
                  "api-outage": ("region", "service"),
                  "restore": ("zone", "region", "host")}
 CHAOS_KINDS = tuple(CHAOS_OPTIONS)
@@ -105,12 +105,14 @@ CHAOS_HELP = {
               "damage-backup, the region of the repository to damage",
     "host": "instance id, name or IP (node-kill, restore)",
     "service": "api-outage: one AWS service (e.g. secretsmanager, s3); default every one",
-    "table": "table to drop on the primary (corrupt)"}
+    "table": "table to damage on the primary (corrupt)",
+    "how": "corrupt: drop (default: DROP TABLE) or update (overwrite a column in every "
+           "row); the damaging transaction's XID is printed"}
 
 
 @task(positional=["kind"], help=CHAOS_HELP)
 @maps_errors
-def chaos(c, kind, zone="", region="", host="", table="", service=""):
+def chaos(c, kind, zone="", region="", host="", table="", service="", how=""):
     """Break the lab on purpose: zone/region outages, a region's API down, a crashed node,
     a dropped table, a damaged backup; `restore` undoes outages and node kills (all, or
     the one named)."""
@@ -122,7 +124,9 @@ def chaos(c, kind, zone="", region="", host="", table="", service=""):
         raise ConfigError(f"unknown chaos kind '{kind}'",
                           hint=f"use one of: {', '.join(CHAOS_KINDS)}")
     given = {"zone": zone, "region": region, "host": host, "table": table,
-             "service": service}
+             "service": service, "how": how}
+    if how and how not in ("drop", "update"):
+        raise ConfigError(f"--how {how!r}: not a kind of damage", hint="use drop or update")
     if service and not re.fullmatch(r"[a-z0-9-]+", service):
         raise ConfigError(f"--service {service!r} is not an AWS service name",
                           hint="e.g. --service secretsmanager")
@@ -155,7 +159,7 @@ def chaos(c, kind, zone="", region="", host="", table="", service=""):
     elif kind == "node-kill":
         lines = lab_chaos.node_kill(lab, host)
     elif kind == "corrupt":
-        lines = lab_chaos.corrupt(lab, table)
+        lines = lab_chaos.corrupt(lab, table, how=how or "drop")
     elif kind == "api-outage":
         lines = lab_chaos.api_outage(lab, region, service)
     else:

@@ -150,7 +150,8 @@ def node_kill(lab: paths.LabPaths, host: str) -> list[str]:
 
 
 def corrupt(lab: paths.LabPaths, table: str, **options: Any) -> list[str]:
-    """Drop a table on the primary, through the hook the database roles register."""
+    """Damage a table on the primary (drop it, or overwrite a column in every row),
+    through the hook the database roles register."""
     if "postgres" not in CORRUPT_HOOKS:
         raise LabError("corrupt: no database hook registered",
                        hint="the PostgreSQL lab support (drkit.lab) registers "

@@ -1,15 +1,19 @@
 """The lab's database as lab.status and lab.chaos see it: roles, streaming and lag
 of every region's node (through the same probe runbooks use), and the
-`corrupt --table` chaos (drop a table on the primary).
+`corrupt --table T [--how drop|update]` chaos (drop a table on the primary, or
+overwrite a column in every row, in one transaction whose XID is printed).
 
 Registered with the controller and chaos by ``register()``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from drkit.errors import LabError
+from drkit.fsutil import atomic_write_json
 from drkit.lab import chaos, controller, paths
 
 DB_SECRET = "drkit/{estate}/REGION/db-credentials"
@@ -59,15 +63,76 @@ def primary_dsn() -> tuple[str, dict[str, Any]]:
     return dsn(topo["primary_host"], credentials()), topo
 
 
-def corrupt(lab: paths.LabPaths, table: str, **_: Any) -> list[str]:
-    """Drop ``table`` on the current primary (a data-corruption drill)."""
+#: ``corrupt --how``: drop the table, or overwrite one column in every row.
+CORRUPT_HOW = ("drop", "update")
+
+
+def _overwrite_sql(conn: Any, table: str) -> tuple[str, str]:
+    """An UPDATE overwriting the first column that is not part of the primary key
+    (nor generated) in every row of ``table``, with a value of its type; the column."""
+    row = conn.execute(
+        "SELECT a.attname, t.typcategory FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+        " AND a.attgenerated = '' AND a.attidentity = ''"
+        " AND a.attnum <> ALL (coalesce((SELECT conkey FROM pg_constraint WHERE conrelid ="
+        " %s::regclass AND contype = 'p'), '{}')) ORDER BY a.attnum LIMIT 1",
+        (table, table)).fetchone()
+    if row is None:
+        raise LabError(f"table {table} has no column outside its primary key to overwrite",
+                       hint="use --how drop, or a table with a data column")
+    column, category = row
+    value = {"N": "0", "S": "'corrupted'", "D": "'epoch'", "B": f'NOT "{column}"'}.get(
+        category, "NULL")
+    return f'UPDATE {table} SET "{column}" = {value}', column
+
+
+def corrupt(lab: paths.LabPaths, table: str, how: str = "drop", **_: Any) -> list[str]:
+    """Damage ``table`` on the current primary in one transaction (a data-corruption
+    drill): drop it, or overwrite a column in every row. What an operator needs to
+    recover from it is printed and appended to ``<lab>/corruption.json``: the
+    damaging transaction's id (--before-xid), the WAL position just before it
+    (--before-lsn) and the time just before it (--before)."""
     import psycopg
 
+    if how not in CORRUPT_HOW:
+        raise LabError(f"corrupt --how {how!r}: not a kind of damage",
+                       hint=f"use one of: {', '.join(CORRUPT_HOW)}")
     conninfo, topo = primary_dsn()
+    quoted = '"' + table + '"'  # a plain name (chaos.check_target): quoting is enough
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP TABLE IF EXISTS "{table}"')  # a drill: the table is named
-    return [f"dropped table {table} on the primary {topo['primary_host']} "
-            f"({topo['primary_region']})"]
+        if conn.execute("SELECT to_regclass(%s)", (quoted,)).fetchone()[0] is None:
+            raise LabError(f"no table {table} on the primary {topo['primary_host']}",
+                           hint="name a table that exists (e.g. drkit_canary)")
+        before_lsn, before_time = conn.execute(
+            "SELECT pg_current_wal_insert_lsn()::text, clock_timestamp()").fetchone()
+        column = ""
+        with conn.transaction():
+            xid = int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+            if how == "drop":
+                conn.execute(f"DROP TABLE {quoted}")
+                rows = None
+            else:
+                sql, column = _overwrite_sql(conn, quoted)
+                rows = conn.execute(sql).rowcount
+        after_lsn, after_time = conn.execute(
+            "SELECT pg_current_wal_insert_lsn()::text, clock_timestamp()").fetchone()
+    record = {"table": table, "how": how, "column": column or None, "rows": rows,
+              "xid": xid % 2**32, "xid8": xid, "primary": topo["primary_host"],
+              "region": topo["primary_region"], "before_lsn": before_lsn,
+              "after_lsn": after_lsn, "before_time": before_time.isoformat(),
+              "committed_by": after_time.isoformat()}
+    log = lab.root / "corruption.json"
+    history = json.loads(log.read_text()) if log.exists() else []
+    atomic_write_json(log, [*history, record])
+    what = (f"dropped table {table}" if how == "drop" else
+            f"overwrote column {column} of {table} in every row ({rows} rows)")
+    return [f"{what} on the primary {topo['primary_host']} ({topo['primary_region']}) "
+            f"in transaction {record['xid']}",
+            f"  damaging XID {record['xid']}, committed by {record['committed_by']}, WAL "
+            f"{before_lsn} .. {after_lsn}",
+            f"  recover: invoke recover-corruption --before-xid {record['xid']} --table {table}"
+            f" (or --before-lsn {before_lsn}, --before {record['before_time']})",
+            f"  recorded in {log}"]
 
 
 def register() -> None:
