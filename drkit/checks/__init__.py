@@ -4,6 +4,7 @@ from drkit.checks import (  # noqa: F401
     aws,
     backup,
     config_backup,
+    corruption,
     dns,
     estate,
     failover,

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from drkit.drivers.reaper import RUN_TOKEN_ENV
 from drkit.journal import read_events
-from drkit.lab import database
+from drkit.lab import controller, database
 
 PROJECT = Path(__file__).resolve().parents[2]
 RUNS = PROJECT / ".drkit" / "runs"
+REGIONS = ("us-east", "eu-west", "ap-south")  # the lab's, us-east the primary
 RATE = 60.0  # canary writes per second (the issue asks for at least 50)
 
 
@@ -87,6 +88,22 @@ def started_after(run_id: str, step: str, since: int) -> bool:
                for e in journal(run_id)[since:])
 
 
+def task_started(step: str, task: str):
+    """A kill_when moment: the playbook of ``step`` has started the task ``task``
+    (ansible-runner writes each event as it happens)."""
+    def moment(run_id: str, _since: int) -> bool:
+        for path in (RUNS / run_id / "ansible" / step).glob("artifacts/*/job_events/*.json"):
+            try:
+                event = json.loads(path.read_text())
+            except (OSError, ValueError):  # being written
+                continue
+            if event.get("event") == "playbook_on_task_start" \
+                    and event.get("event_data", {}).get("task") == task:
+                return True
+        return False
+    return moment
+
+
 def kill_when(args: list[str], run_id: str | None, what: str, moment,
                delay: float = 0.0) -> str:
     """Start drkit with ``args`` (a resume when ``run_id`` is given), SIGKILL it
@@ -135,3 +152,22 @@ def playbook_processes() -> list[int]:
         except OSError:
             continue
     return found
+
+
+def assert_baseline_streaming(lab) -> dict:
+    """us-east is the primary, db. answers it, every other node streams from it
+    (the baseline topology a test that moved the primary leaves behind)."""
+    primary = lab.host(role="db", dr_region="us-east")["ip"]
+
+    def streaming() -> bool:
+        topo = database.topology()
+        return topo["primary_region"] == "us-east" and all(
+            topo["nodes"][r].get("streaming") for r in REGIONS if r != "us-east")
+
+    wait("both replicas to stream from the restored primary", streaming, 120)
+    topo = database.topology()
+    for region in ("eu-west", "ap-south"):
+        receiver = topo["nodes"][region]["receiver"]
+        assert receiver["sender_host"] == primary, (region, receiver)
+    assert controller.dns_answers()["addresses"] == [primary]
+    return topo

@@ -16,7 +16,6 @@ and restores follow its timeline.
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from datetime import UTC, datetime
@@ -27,12 +26,19 @@ import pytest
 from drkit.errors import ExitCode
 from drkit.journal import RunState
 from drkit.lab import controller, database
-from tests.lab.runs import RUNS, drkit, journal, kill_when, result_of, wait
+from tests.lab.runs import (
+    assert_baseline_streaming,
+    drkit,
+    journal,
+    kill_when,
+    result_of,
+    task_started,
+    wait,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 TABLE = "drkit_restore_into"
-REGIONS = ("us-east", "eu-west", "ap-south")
 
 
 @pytest.fixture(scope="module")
@@ -81,40 +87,6 @@ def facts(run_id: str) -> dict:
                if e["event"] == "step_output" and e["step"] == "primary"]
     assert outputs, f"run {run_id} reported nothing from its primary step"
     return next(iter(outputs[-1]["facts"].values()))
-
-
-def task_started(step: str, task: str):
-    """A kill_when moment: the playbook of ``step`` has started the task ``task``
-    (ansible-runner writes each event as it happens)."""
-    def moment(run_id: str, _since: int) -> bool:
-        for path in (RUNS / run_id / "ansible" / step).glob("artifacts/*/job_events/*.json"):
-            try:
-                event = json.loads(path.read_text())
-            except (OSError, ValueError):  # being written
-                continue
-            if event.get("event") == "playbook_on_task_start" \
-                    and event.get("event_data", {}).get("task") == task:
-                return True
-        return False
-    return moment
-
-
-def assert_baseline_streaming(lab) -> dict:
-    """us-east is the primary, db. answers it, every other node streams from it."""
-    primary = lab.host(role="db", dr_region="us-east")["ip"]
-
-    def streaming() -> bool:
-        topo = database.topology()
-        return topo["primary_region"] == "us-east" and all(
-            topo["nodes"][r].get("streaming") for r in REGIONS if r != "us-east")
-
-    wait("both replicas to stream from the restored primary", streaming, 120)
-    topo = database.topology()
-    for region in ("eu-west", "ap-south"):
-        receiver = topo["nodes"][region]["receiver"]
-        assert receiver["sender_host"] == primary, (region, receiver)
-    assert controller.dns_answers()["addresses"] == [primary]
-    return topo
 
 
 def test_bad_input_and_a_missing_approval_change_nothing(lab):
