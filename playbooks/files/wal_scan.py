@@ -289,6 +289,9 @@ def main() -> None:
                     )
                     fetched += got.returncode == 0
             if not (Path(tmp) / segment_name(tli_i, seg_start)).exists():
+                if segments == 0:  # the segment being written, not archived yet: go on back
+                    seg_start -= SEGMENT
+                    continue
                 break  # neither in pg_wal nor in the archive: as far back as WAL goes
             start = max(seg_start, floor)
             stop = min(seg_start + SEGMENT, end_i)
