@@ -7,7 +7,9 @@ from typing import Any
 from drkit.keys.sources import NAME
 
 _KEYS_KEYS = {"passphrase_secret", "items"}
-_ITEM_KEYS = {"name", "secret", "file", "consumers"}
+_ITEM_KEYS = {"name", "secret", "file", "consumers", "rotation"}
+#: How drkit rotates a key (RB-DR-005); a key without one is rotated by hand.
+ROTATIONS = {"postgres": "secret", "ssh": "file"}
 
 
 def problems(keys: Any) -> list[str]:
@@ -44,4 +46,9 @@ def problems(keys: Any) -> list[str]:
         consumers = item.get("consumers", [])
         if not isinstance(consumers, list) or not all(isinstance(c, str) for c in consumers):
             found.append(f"{path}.consumers: expected a list of who uses the key")
+        rotation = item.get("rotation")
+        if rotation is not None and (rotation not in ROTATIONS
+                                     or ROTATIONS[rotation] not in item):
+            found.append(f"{path}.rotation: {rotation!r}: expected postgres (a database "
+                         "credentials secret) or ssh (the key file Ansible uses)")
     return found

@@ -189,14 +189,17 @@ def test_verify_names_an_altered_copy_and_a_stale_backup(estate, tmp_path):
 def test_settings_problems_have_dotted_paths():
     found = settings.problems({"passphrase_secret": "fixed-name", "items": [
         {"name": "ssh", "file": "x", "secret": "y"}, {"name": "ssh", "file": "z"},
-        {"name": "Bad Name", "secret": "s", "colour": "red"}]})
+        {"name": "Bad Name", "secret": "s", "colour": "red"},
+        {"name": "db", "file": "f", "rotation": "postgres"}]})
     assert found == [
         "drkit.keys.passphrase_secret: expected a Secrets Manager id with REGION in it "
         "(each region keeps a copy), e.g. drkit/lab/REGION/keys-passphrase",
         "drkit.keys.items[0]: give exactly one of secret (a Secrets Manager id) or file",
         "drkit.keys.items[1].name: ssh is listed twice",
         "drkit.keys.items[2].colour: unknown key; expected one of: consumers, file, name, "
-        "secret",
+        "rotation, secret",
         "drkit.keys.items[2].name: 'Bad Name' is not a key name (lowercase letters, digits "
         "and -)",
+        "drkit.keys.items[3].rotation: 'postgres': expected postgres (a database credentials "
+        "secret) or ssh (the key file Ansible uses)",
     ]
