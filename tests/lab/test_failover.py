@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from drkit.journal import RunState
 from drkit.lab import chaos, controller, database, netns
 from tests.lab.runs import (
     PROJECT,
+    RUNS,
     Canary,
     drkit,
     journal,
@@ -99,6 +100,37 @@ def assert_baseline(lab) -> None:
     # The estate's synchronous region: a failback waits for it again (the
     # promotion starts asynchronous, the repoint restores it).
     assert topo["nodes"]["us-east"]["synchronous_standby_names"] == "eu_west", topo["nodes"]
+
+
+def task_started_since(step: str, task: str, since: datetime):
+    """A kill_when moment: the playbook of ``step`` started ``task`` after ``since``
+    (an earlier, killed attempt of the step may have started it too)."""
+    def moment(run_id: str, _since: int) -> bool:
+        for path in (RUNS / run_id / "ansible" / step).glob("artifacts/*/job_events/*.json"):
+            try:
+                event = json.loads(path.read_text())
+            except (OSError, ValueError):  # being written
+                continue
+            if event.get("event") == "playbook_on_task_start" \
+                    and event.get("event_data", {}).get("task") == task \
+                    and datetime.fromisoformat(event["created"]) >= since:
+                return True
+        return False
+    return moment
+
+
+def lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def switchover_outputs(run_id: str) -> tuple[dict, dict]:
+    """The fence's and the promotion's outputs in the last attempt of step promote."""
+    facts = [e for e in journal(run_id)
+             if e["event"] == "step_output" and e["step"] == "promote"][-1]["outputs"]["facts"]
+    fence = next(f for f in facts.values() if "fenced_lsn" in f)
+    promote = next(f for f in facts.values() if "timeline_after" in f)
+    return fence, promote
 
 
 def ip_of(lab, region: str) -> str:
@@ -183,6 +215,13 @@ def test_planned_failover_loses_nothing_under_load_and_proves_rpo_zero(lab, tmp_
     assert full["achieved"]["rpo_s"] == 0.0 and full["achieved"]["rto_s"] is not None
     evidence = full["rpo_evidence"][0]["detail"]
     assert evidence["fenced_lsn"] == evidence["target_replay_lsn"]
+    # The write outage was the two prepared remote actions: the fence script
+    # stopped the old primary after the target replayed the fenced LSN, then the
+    # promotion (which checked that replay itself) promoted the target.
+    fence, promote = switchover_outputs(result["run_id"])
+    assert fence["fenced"] and fence["stopped"] and fence["rpo_bytes"] == 0
+    assert fence["fence_timings"]["stopped_at"] <= promote["promote_timings"]["promoted_at"]
+    assert promote["promoted"] and lsn(promote["replay_lsn"]) >= lsn(fence["fenced_lsn"])
 
 
 # ----------------------------------------------------------------------------- backups
@@ -218,7 +257,9 @@ def test_after_a_planned_failover_backups_and_wal_follow_the_new_primary(lab, tm
 
 def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(lab, tmp_path):
     """kill -9 inside the promote step once db. has moved (before the fence or
-    during it), then, resumed, once the app's DNS cutover starts."""
+    during it), then, resumed, once the app's DNS cutover starts, then, resumed
+    again, as the promotion after the fence starts (the old primary fenced by this
+    attempt or an earlier one, the promotion under way or done already)."""
     assert topology()["primary_region"] == "eu-west"
     timeline_before = topology()["nodes"]["eu-west"]["timeline"]
     us_east = ip_of(lab, "us-east")
@@ -231,21 +272,35 @@ def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(l
         assert "promote" in RunState.from_events(journal(run_id)).interrupted_steps
 
         kill_when(["failback", "--resume", run_id, "--yes"], run_id,
-                   "dns-app to start in the resumed run",
-                   lambda rid, since: started_after(rid, "dns-app", since), delay=1.0)
+                  "dns-app to start in the resumed run",
+                  lambda rid, since: started_after(rid, "dns-app", since), delay=1.0)
         assert "dns-app" in RunState.from_events(journal(run_id)).interrupted_steps
+
+        # The promote step is still unfinished (it runs ~3x as long as the lane
+        # that holds dns-app): its playbook starts over and reaches the promotion.
+        resumed_at = datetime.now(UTC)
+        kill_when(["failback", "--resume", run_id, "--yes"], run_id,
+                  "the promotion after the fence to start in the resumed run",
+                  task_started_since("promote", "Promote the target once it has replayed "
+                                                "the fenced LSN", resumed_at), delay=0.1)
+        assert "promote" in RunState.from_events(journal(run_id)).interrupted_steps
 
         done = drkit("failback", "--resume", run_id, "--yes")
         assert done.returncode == 0, done.stderr[-3000:]
         canary.keep_writing()
     state = RunState.from_events(journal(run_id))
     assert state.status == "succeeded"
-    assert state.attempts["dns-app"] == 2 and state.attempts["promote"] >= 2
+    assert state.attempts["dns-app"] >= 2 and state.attempts["promote"] >= 3
     assert state.attempts["rejoin"] == 1  # completed before the kills: skipped on resume
     topo = topology()
     assert topo["primary_region"] == "us-east"
     assert topo["nodes"]["us-east"]["timeline"] == timeline_before + 1  # promoted once
     assert canary.report()["lost"] == 0
+    # Whichever attempt fenced, the promotion started from a target that had
+    # replayed what the old primary last wrote (its fenced LSN or, found stopped,
+    # its last checkpoint).
+    fence, promote = switchover_outputs(run_id)
+    assert lsn(promote["replay_lsn"]) >= lsn(fence["fenced_lsn"])
     assert_baseline(lab)
 
 
