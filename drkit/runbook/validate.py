@@ -34,6 +34,9 @@ TOP_REQUIRED = ("id", "title", "why", "severity", "targets", "steps")
 TARGET_KEYS = ("rto", "rpo")
 STEP_KEYS = ("id", "title", "when", "timeout", "marks", "lane")
 MARK_KEYS = ("start", "finish")
+#: Step ids a template could not reach as ``steps.<id>``: Jinja finds the dict's
+#: method of that name first.
+SHADOWED_IDS = frozenset(name for name in dir(dict) if not name.startswith("_"))
 
 # Field kinds: "str", "mapping" (any values, templated), "strlist" (list of
 # strings, or one template rendering to a list), "tf_action".
@@ -181,6 +184,10 @@ def _step(raw: dict[str, Any], path: str, phase: str, problems: Problems) -> Ste
     if step_id is not None and not STEP_ID.match(step_id):
         problems.add(join(path, "id"), f"{step_id!r} does not match ^[a-z0-9][a-z0-9-]*$ "
                                        "(lower case, digits and dashes)")
+    elif step_id in SHADOWED_IDS:
+        problems.add(join(path, "id"), f"{step_id!r} is also a method of the steps mapping: "
+                     f"`steps.{step_id}` in a template would name the method, not this step; "
+                     "choose another id")
     title = string_field(raw, "title", path, problems) or step_id or ""
     when = string_field(raw, "when", path, problems)
     timeout_s = duration_field(raw["timeout"], join(path, "timeout"), problems) \

@@ -24,7 +24,7 @@ from tests.lab.runs import drkit, journal, result_of, wait
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 CHECKS = {"nodes", "replication", "dns", "wal-archive", "backups", "restore-plan",
-          "config-backups", "keys", "cloud-access", "failover-ready"}
+          "config-backups", "key-backup", "cloud-access", "failover-ready"}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_a_missing_key_backup_fails_the_keys_check(lab, lab_environment):
     finally:
         for key, body in objects.items():
             s3.put_object(Bucket=bucket, Key=key, Body=body)
-    assert failed == {"keys"}, said[-3000:]
+    assert failed == {"key-backup"}, said[-3000:]
     assert "ap-south: key backup latest not found" in said and "keys.list" in said
 
 

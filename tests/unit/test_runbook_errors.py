@@ -70,6 +70,7 @@ CASES = [
      "or of (the result of an earlier step), not both", 12),
     ("check_of.yml", "steps[3].check.probe: a check has exactly one of probe", 14),
     ("check_of.yml", "steps[4].check.args: a check `of` an earlier step asks no probe", 16),
+    ("shadowed_step_id.yml", "steps[0].id: 'copy' is also a method of the steps mapping", 7),
     ("check_of.yml", "steps[5].check.of: there is no step 'latr'; did you mean 'later'?", 18),
 ]
 
