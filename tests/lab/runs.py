@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from drkit.drivers.reaper import RUN_TOKEN_ENV
@@ -88,9 +89,10 @@ def started_after(run_id: str, step: str, since: int) -> bool:
                for e in journal(run_id)[since:])
 
 
-def task_started(step: str, task: str):
+def task_started(step: str, task: str, since: datetime | None = None):
     """A kill_when moment: the playbook of ``step`` has started the task ``task``
-    (ansible-runner writes each event as it happens)."""
+    (ansible-runner writes each event as it happens), at or after ``since`` if
+    given (an earlier, killed attempt of the step may have started it too)."""
     def moment(run_id: str, _since: int) -> bool:
         for path in (RUNS / run_id / "ansible" / step).glob("artifacts/*/job_events/*.json"):
             try:
@@ -98,7 +100,8 @@ def task_started(step: str, task: str):
             except (OSError, ValueError):  # being written
                 continue
             if event.get("event") == "playbook_on_task_start" \
-                    and event.get("event_data", {}).get("task") == task:
+                    and event.get("event_data", {}).get("task") == task \
+                    and (since is None or datetime.fromisoformat(event["created"]) >= since):
                 return True
         return False
     return moment

@@ -29,13 +29,13 @@ from drkit.journal import RunState
 from drkit.lab import chaos, controller, database, netns
 from tests.lab.runs import (
     PROJECT,
-    RUNS,
     Canary,
     drkit,
     journal,
     kill_when,
     result_of,
     started_after,
+    task_started,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -100,23 +100,6 @@ def assert_baseline(lab) -> None:
     # The estate's synchronous region: a failback waits for it again (the
     # promotion starts asynchronous, the repoint restores it).
     assert topo["nodes"]["us-east"]["synchronous_standby_names"] == "eu_west", topo["nodes"]
-
-
-def task_started_since(step: str, task: str, since: datetime):
-    """A kill_when moment: the playbook of ``step`` started ``task`` after ``since``
-    (an earlier, killed attempt of the step may have started it too)."""
-    def moment(run_id: str, _since: int) -> bool:
-        for path in (RUNS / run_id / "ansible" / step).glob("artifacts/*/job_events/*.json"):
-            try:
-                event = json.loads(path.read_text())
-            except (OSError, ValueError):  # being written
-                continue
-            if event.get("event") == "playbook_on_task_start" \
-                    and event.get("event_data", {}).get("task") == task \
-                    and datetime.fromisoformat(event["created"]) >= since:
-                return True
-        return False
-    return moment
 
 
 def lsn(text: str) -> int:
@@ -281,8 +264,8 @@ def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(l
         resumed_at = datetime.now(UTC)
         kill_when(["failback", "--resume", run_id, "--yes"], run_id,
                   "the promotion after the fence to start in the resumed run",
-                  task_started_since("promote", "Promote the target once it has replayed "
-                                                "the fenced LSN", resumed_at), delay=0.1)
+                  task_started("promote", "Promote the target once it has replayed "
+                                          "the fenced LSN", since=resumed_at), delay=0.1)
         assert "promote" in RunState.from_events(journal(run_id)).interrupted_steps
 
         done = drkit("failback", "--resume", run_id, "--yes")
