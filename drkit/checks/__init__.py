@@ -14,4 +14,5 @@ from drkit.checks import (  # noqa: F401
     postgres,
     readiness,
     restore,
+    rotation,
 )

@@ -5,14 +5,15 @@ from __future__ import annotations
 from invoke import Collection
 
 from drkit import __version__
-from drkit.cli import backup, corruption, dr, keys, readiness, rehearse, runs
+from drkit.cli import backup, compromise, corruption, dr, keys, readiness, rehearse, runs
 from drkit.cli.common import DrkitProgram
 
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
               runs.report, dr.failover, dr.failback, backup.restore,
               corruption.recover_corruption, readiness.readiness,
-              rehearse.history, rehearse.postmortem):
+              rehearse.history, rehearse.postmortem, compromise.key_compromise,
+              compromise.rotate_keys):
     ns.add_task(_task)
 ns.add_collection(backup.ns, name="backup")
 ns.add_collection(keys.ns, name="keys")
