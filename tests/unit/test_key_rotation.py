@@ -1,7 +1,7 @@
 """RB-DR-005's secret side on moto (in-process): the new value staged as AWSPENDING
 in every region under one version id, reused by a resumed run, promoted to
 AWSCURRENT with the old version unlabelled after a compromise; which keys a
-rotation covers; the SSH key file switched once."""
+rotation covers; and the command lines refused before anything runs (exit 2)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
+from drkit.errors import ExitCode
 from drkit.keys import rotation
+from tests.unit.test_cli_bad_input import LAB, _files, drkit, project  # noqa: F401
 
 moto = pytest.importorskip("moto")
 
@@ -99,6 +101,35 @@ def test_the_keys_a_rotation_covers():
         {**OLD, "replication_password": "r"})))
     assert value["password"] != OLD["password"] and value["replication_password"] != "r"
     assert value["password"].isalnum() and len(value["password"]) == 32
+
+
+BAD = [
+    (["key-compromise", *LAB], "which key? give --key NAME[,NAME] or --all"),
+    (["key-compromise", "--key", "nope", *LAB], "unknown key nope"),
+    (["key-compromise", "--key", "app-secret", *LAB], "drkit cannot rotate app-secret"),
+    (["key-compromise", "--key", "ssh", "--all", *LAB], "--key ssh and --all together"),
+    (["key-compromise", "--all", *LAB], "--all needs an approval and there is no terminal"),
+    (["rotate-keys", "--key", "db-credentials", "--allow-partial", *LAB],
+     "--allow-partial needs an approval"),
+    (["key-compromise", "--resume", "20261122T030112Z-RB-DR-005", "--key", "ssh"],
+     "--key cannot change them"),
+    (["rotate-keys", "--resume", "20261122T030112Z-RB-DR-003"], "not a run of RB-DR-005"),
+]
+
+
+@pytest.mark.parametrize(("argv", "says"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_key_compromise_input_exits_2_and_changes_nothing(project, monkeypatch,  # noqa: F811
+                                                               capsys, argv, says):
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError(f"drkit {' '.join(argv)} went past its checks")
+
+    monkeypatch.setattr("drkit.engine.Engine._locked", must_not_run)
+    before = _files(project)
+    code = drkit(*argv)
+    out, err = capsys.readouterr()
+    assert code == ExitCode.BAD_INPUT, (code, out, err)
+    assert says in err and len(err.strip().splitlines()) == 1, err
+    assert _files(project) == before
 
 
 def test_the_ssh_key_file_is_switched_once_and_a_resumed_run_finds_it_switched(tmp_path):
