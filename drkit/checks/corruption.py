@@ -145,6 +145,14 @@ def assess_request(target: RecoveryTarget, tables: list[str], *, primary: dict[s
         elif status == "in progress":
             problems.append(f"--before-xid {target.value}: that transaction is still running; "
                             "end it (pg_terminate_backend) and name it again")
+        elif oldest_backup and primary.get("xid_committed_at"):
+            committed = datetime.fromisoformat(primary["xid_committed_at"])
+            stop = datetime.fromisoformat(oldest_backup["stop"])
+            if committed < stop:
+                problems.append(f"--before-xid {target.value}: committed at "
+                                f"{committed:%Y-%m-%dT%H:%M:%SZ}, before the oldest backup ended "
+                                f"({oldest_backup['label']} at {stop:%Y-%m-%dT%H:%M:%SZ}); no "
+                                "backup can be restored to just before it")
     elif target.kind == "lsn":
         current = primary.get("current_lsn")
         if current and lsn_int(target.value) > lsn_int(current):
@@ -179,6 +187,17 @@ def _xid8(conn: Any, xid: int) -> int:
     return full - 2**32 if full > xmax and full >= 2**32 else full
 
 
+def _commit_time(conn: Any, xid: int) -> str | None:
+    """When transaction ``xid`` committed, if the server knows (track_commit_timestamp
+    was on then, and its commit time is still kept); else None."""
+    try:
+        at = conn.execute("SELECT pg_xact_commit_timestamp(%s::text::xid)",
+                          (str(xid),)).fetchone()[0]
+    except psycopg.Error:  # off now, or older than the kept commit timestamps
+        return None
+    return at.astimezone(UTC).isoformat() if at else None
+
+
 def inspect_primary(ctx: StepContext, secret: str, target: RecoveryTarget,
                     tables: list[str]) -> dict[str, Any]:
     """What the primary says about the request: the transaction's status, its WAL
@@ -205,6 +224,8 @@ def inspect_primary(ctx: StepContext, secret: str, target: RecoveryTarget,
             except psycopg.errors.InvalidParameterValue:
                 status = "future"
             out["xid_status"] = status
+            if status == "committed":
+                out["xid_committed_at"] = _commit_time(conn, int(target.value))
         out["tables"] = {t: conn.execute("SELECT pg_relation_filenode(to_regclass(%s))",
                                          (f'public."{t}"',)).fetchone()[0] for t in tables}
         out["relnames"] = {str(node): name for name, node in conn.execute(

@@ -94,10 +94,13 @@ def test_bad_requests_change_nothing_and_a_dry_run_shows_the_point_and_the_loss(
              " INSERT INTO drill_dry SELECT g, 'good' FROM generate_series(1, 100) g")
     timeline = database.topology()["nodes"]["us-east"]["timeline"]
     next_xid = int(sql(lab, "SELECT pg_snapshot_xmax(pg_current_snapshot())")) % 2**32
+    # The transaction that created the database committed before any backup.
+    created_xid = sql(lab, "SELECT xmin FROM pg_database WHERE datname = current_database()")
     cases = [
         (["--before", "2999-01-01T00:00:00Z", "--table", "drill_dry"], "in the future"),
         (["--before", "2001-01-01T00:00:00Z", "--table", "drill_dry"], "before the oldest backup"),
         (["--before-lsn", "0/10", "--table", "drill_dry"], "before the oldest backup"),
+        (["--before-xid", created_xid, "--table", "drill_dry"], "before the oldest backup"),
         (["--before-xid", str(next_xid + 10**6), "--table", "drill_dry"], "no such transaction"),
         (["--before-xid", str(next_xid - 1), "--table", "no_such_table"], "no such table"),
         (["--before", "2026-12-01T00:00:00Z", "--before-xid", "1234"], "together"),

@@ -65,6 +65,8 @@ def test_a_request_names_one_exclusive_target():
     (RecoveryTarget("xid", "7"), {"xid_status": None}, "no such transaction"),
     (RecoveryTarget("xid", "750"), {"xid_status": "aborted"}, "rolled back"),
     (RecoveryTarget("xid", "750"), {"xid_status": "in progress"}, "still running"),
+    (RecoveryTarget("xid", "750"), {"xid_committed_at": "2026-12-03T09:00:00+00:00"},
+     "committed at 2026-12-03T09:00:00Z, before the oldest backup ended"),
     (RecoveryTarget("lsn", "F/0"), {}, "in the future"),
     (RecoveryTarget("lsn", "0/100"), {}, "before the oldest backup ended"),
     (RecoveryTarget("time", "2026-12-03T09:00:00+00:00"), {}, "before the oldest backup ended"),
@@ -82,6 +84,10 @@ def test_a_dropped_table_and_a_good_request_pass():
                "dropped": {"orders": [{"xid": 750, "at": "2026-12-03T12:59:00+00:00"}]}}
     assert assess_request(RecoveryTarget("xid", "750"), ["orders"], primary=primary,
                           oldest_backup=OLDEST, now=NOW) == []
+    # Committed after the oldest backup, or its commit time unknown (not tracked then).
+    for committed_at in ("2026-12-03T12:58:00+00:00", None):
+        assert assess_request(RecoveryTarget("xid", "750"), [], oldest_backup=OLDEST, now=NOW,
+                              primary={**PRIMARY, "xid_committed_at": committed_at}) == []
     assert assess_request(RecoveryTarget("xid", "750"), [], primary=PRIMARY,
                           oldest_backup=None, now=NOW) == [
         "no backup in any repository: nothing to recover from (take one with `invoke "
