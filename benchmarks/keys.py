@@ -4,10 +4,14 @@ keys.backup` and `keys.verify` end to end.
 
     python benchmarks/keys.py                 # the cryptography alone, no lab
     python benchmarks/keys.py --lab           # also keys.backup/keys.verify on the running lab
+    python benchmarks/keys.py --compromise     # also RB-DR-005 on the running lab
     python benchmarks/keys.py --out .drkit/bench/keys.json
 
-Each figure is the median of --repeat runs. RB-DR-005's own targets (old
-credential refused <= 15 s, every consumer rotated <= 60 s) arrive with it.
+Each figure is the median of --repeat runs. --compromise times `invoke
+key-compromise --key db-credentials` from the command's start to "the old
+password is refused by every db node" (a poller here tries it on each node every
+0.2 s; target <= 15 s) and to "every consumer rotated" (the consumers step done,
+from the run's journal; target <= 60 s), and the whole run.
 """
 
 from __future__ import annotations
@@ -93,10 +97,63 @@ def lab(repeat: int) -> dict[str, Any]:
             "keys_verify_s": statistics.median(verifies)}
 
 
+def _old_refused_everywhere(hosts: list[str], user: str, password: str) -> bool:
+    from drkit.checks.rotation import try_login
+
+    return all(try_login(h, user, password, timeout=2) == "refused" for h in hosts)
+
+
+def compromise(repeat: int) -> dict[str, Any]:
+    """RB-DR-005 emergency runs on the lab that is up: seconds from the command's
+    start to the old password refused on every db node, and to every consumer
+    rotated; medians over ``repeat`` runs."""
+    from drkit.checks.aws import instances
+    from drkit.env import load_environment
+    from drkit.journal import parse_ts, read_events
+    from drkit.keys.sources import read_secret
+    from drkit.project import find_project
+    from drkit.registry import StepContext
+
+    project = find_project(PROJECT_ROOT)
+    env = load_environment(project)
+    ctx = StepContext(env=env, project=project, run_dir=project.state_dir)
+    hosts = [i["ip"] for r in env.regions for i in instances(ctx, r, "db", ("running",))]
+    rows = []
+    for _ in range(repeat):
+        old = json.loads(read_secret(env, "drkit/lab/REGION/db-credentials")[0])
+        start_wall, start = time.time(), time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "drkit", "key-compromise", "--key",
+                                 "db-credentials", "--yes", "--json"], cwd=PROJECT_ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                stdin=subprocess.DEVNULL)
+        refused = None
+        while proc.poll() is None and refused is None:
+            if _old_refused_everywhere(hosts, old["username"], old["password"]):
+                refused = time.perf_counter() - start
+            time.sleep(0.2)
+        out, _ = proc.communicate()
+        total = time.perf_counter() - start
+        if proc.returncode:
+            raise SystemExit(f"key-compromise failed ({proc.returncode}): {out[-1500:]}")
+        run_id = next(json.loads(line)["run_id"] for line in reversed(out.splitlines())
+                      if '"event": "result"' in line)
+        events = read_events(project.runs_dir / run_id / "journal.jsonl")
+        done = {e["step"]: parse_ts(e["ts"]).timestamp() - start_wall for e in events
+                if e["event"] == "step_finished"}
+        rows.append({"run_id": run_id, "old_refused_s": refused,
+                     "revoked_step_s": done.get("promote"),
+                     "consumers_rotated_s": done.get("consumers"), "total_s": total})
+    pick = {k: statistics.median(r[k] for r in rows)
+            for k in ("old_refused_s", "consumers_rotated_s", "total_s")}
+    return {"runs": rows, **pick, "hosts": len(hosts)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lab", action="store_true", help="also time keys.backup/verify "
                         "on the lab that is up")
+    parser.add_argument("--compromise", action="store_true", help="also time RB-DR-005 "
+                        "(key-compromise --key db-credentials) on the lab that is up")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -113,6 +170,12 @@ def main() -> int:
         result["lab"] = lab(args.repeat)
         print(f"invoke keys.backup (5 shares) {result['lab']['keys_backup_s']:.1f} s; "
               f"keys.verify {result['lab']['keys_verify_s']:.1f} s")
+    if args.compromise:
+        c = result["compromise"] = compromise(args.repeat)
+        print(f"key-compromise db-credentials (median of {len(c['runs'])}): old password "
+              f"refused on all {c['hosts']} db nodes after {c['old_refused_s']:.1f} s "
+              f"(target 15 s), every consumer rotated after {c['consumers_rotated_s']:.1f} s "
+              f"(target 60 s), run {c['total_s']:.1f} s; load {os.getloadavg()[0]:.2f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
