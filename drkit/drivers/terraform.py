@@ -19,17 +19,20 @@ variable values in a saved plan file: treat the plan file as secret.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -65,6 +68,9 @@ _INIT_REQUIRED = ("terraform init", "Backend initialization required",
                   "Missing required provider", "Required plugins are not installed")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+#: The lock info in Terraform's "Error acquiring the state lock" diagnostic.
+_LOCK_FIELD = re.compile(r"^\s*(ID|Who|Created):\s+(.+?)\s*$", re.MULTILINE)
 
 # Seconds between SIGTERM (terraform stops gracefully and releases its state
 # lock) and SIGKILL when a call times out.
@@ -185,6 +191,37 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+def own_lost_lock(messages: Iterable[dict], started: float, who: str) -> str | None:
+    """The id of a state lock that the failed command itself took, or None (pure).
+
+    Under load the backend's lock request can succeed on the server while the
+    client never sees the answer; its retry then finds the lock taken, by itself,
+    and the command fails with "Error acquiring the state lock", leaving the lock
+    behind for every later command. That lock is recognisable: held by this user
+    on this host, created after the command started (``started``, epoch seconds).
+    A lock of anyone else, or older, is never touched.
+    """
+    for message in messages:
+        diag = message.get("diagnostic") or {}
+        if message.get("type") != "diagnostic" or \
+                diag.get("summary") != "Error acquiring the state lock":
+            continue
+        fields = dict(_LOCK_FIELD.findall(diag.get("detail") or ""))
+        created = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)? \+0000 UTC",
+                           fields.get("Created", ""))
+        if not fields.get("ID") or fields.get("Who") != who or not created:
+            return None
+        at = datetime.strptime(created.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        seconds = at.timestamp() + float("0" + (created.group(2) or ""))
+        return fields["ID"] if seconds >= started else None
+    return None
+
+
+def lock_holder() -> str:
+    """How Terraform names this process in a state lock's Who: user@host."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
 # --- running terraform ----------------------------------------------------------
 
 
@@ -199,6 +236,7 @@ class _Run:
         self.rc: int = -1
         self.timed_out: float | None = None
         self.log_path: Path | None = None
+        self.notes: list[str] = []  # what drkit did about the command, for the summary
 
 
 class Terraform:
@@ -479,7 +517,41 @@ class Terraform:
         stream_json: bool = True,
         log_text: bool = True,
     ) -> _Run:
-        """Run one terraform command, streaming its output; never raises on failure."""
+        """Run one terraform command, streaming its output; never raises on failure.
+        A command that failed on a state lock it took itself (``own_lost_lock``)
+        releases that lock and runs once more."""
+        started = time.time()
+        run = self._run_once(command, args, timeout=timeout, stream_json=stream_json,
+                             log_text=log_text)
+        lock_id = own_lost_lock(run.messages, started - 1.0, lock_holder()) \
+            if run.rc != 0 and run.timed_out is None else None
+        if lock_id is None:
+            return run
+        note = (f"released state lock {lock_id}, which this {command} had taken itself and "
+                "then lost (a lock request retried under load), and ran it again")
+        if self.on_event is not None:
+            self.on_event({"type": "drkit_wait", "@message": note})
+        unlock = self._run_once("force-unlock", ["force-unlock", "-force", lock_id],
+                                timeout=60, stream_json=False, log_text=False)
+        if unlock.rc != 0:
+            run.errors.append(f"could not release state lock {lock_id}: "
+                              + " ".join(unlock.text_raw[-3:]))
+            return run
+        again = self._run_once(command, args, timeout=timeout, stream_json=stream_json,
+                               log_text=log_text)
+        again.notes.append(note)
+        return again
+
+    def _run_once(
+        self,
+        command: str,
+        args: list[str],
+        *,
+        timeout: float | None,
+        stream_json: bool = True,
+        log_text: bool = True,
+    ) -> _Run:
+        """Run one terraform command once, streaming its output."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         run = _Run()
@@ -634,8 +706,10 @@ class Terraform:
             tail = last_lines(text, 20 - min(len(run.errors), 10)) + [
                 line for err in run.errors[-10:] for line in err.splitlines() if line.strip()
             ]
-        return DriverResult(ok=ok, rc=run.rc, summary=summary or f"{command}: ok",
-                            log_path=log_path, tail=tail)
+        summary = summary or f"{command}: ok"
+        if run.notes:
+            summary += " (" + "; ".join(run.notes) + ")"
+        return DriverResult(ok=ok, rc=run.rc, summary=summary, log_path=log_path, tail=tail)
 
 
 def init_required(result: DriverResult) -> bool:

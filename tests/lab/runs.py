@@ -123,7 +123,12 @@ def kill_when(args: list[str], run_id: str | None, what: str, moment,
                 for d in RUNS.iterdir()), 60)
             run_id = next(d.name for d in RUNS.iterdir() if (d / "journal.jsonl").exists()
                           and read_events(d / "journal.jsonl")[0]["pid"] == proc.pid)
-        wait(what, lambda: proc.poll() is None and moment(run_id, since), 900)
+        # A run that ends first (it failed) fails the test at once, not after 900 s.
+        wait(what, lambda: proc.poll() is not None or moment(run_id, since), 900)
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"drkit {' '.join(args)} exited {proc.returncode} before "
+                                 f"{what}:\n{output[-3000:]}")
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
