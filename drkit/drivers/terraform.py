@@ -508,21 +508,12 @@ class Terraform:
             fh.write(text)
         return path
 
-    def _run(
-        self,
-        command: str,
-        args: list[str],
-        *,
-        timeout: float | None,
-        stream_json: bool = True,
-        log_text: bool = True,
-    ) -> _Run:
-        """Run one terraform command, streaming its output; never raises on failure.
-        A command that failed on a state lock it took itself (``own_lost_lock``)
-        releases that lock and runs once more."""
+    def _run(self, command: str, args: list[str], **options: Any) -> _Run:
+        """Run one terraform command (``options`` as :meth:`_run_once`), streaming its
+        output; never raises on failure. A command that failed on a state lock it took
+        itself (``own_lost_lock``) releases that lock and runs once more."""
         started = time.time()
-        run = self._run_once(command, args, timeout=timeout, stream_json=stream_json,
-                             log_text=log_text)
+        run = self._run_once(command, args, **options)
         lock_id = own_lost_lock(run.messages, started - 1.0, lock_holder()) \
             if run.rc != 0 and run.timed_out is None else None
         if lock_id is None:
@@ -537,8 +528,7 @@ class Terraform:
             run.errors.append(f"could not release state lock {lock_id}: "
                               + " ".join(unlock.text_raw[-3:]))
             return run
-        again = self._run_once(command, args, timeout=timeout, stream_json=stream_json,
-                               log_text=log_text)
+        again = self._run_once(command, args, **options)
         again.notes.append(note)
         return again
 
