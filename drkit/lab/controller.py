@@ -249,6 +249,30 @@ def start_stopped_instances(regions: list[str]) -> list[str]:
     return lines
 
 
+def delete_orphaned_launch_templates(regions: list[str]) -> list[str]:
+    """Delete the launch templates no Auto Scaling group uses.
+
+    Every template of the estate belongs to a group (modules/region, and the
+    scratch restore host's group of one). A template without one is what a run
+    stopped between the two creates, or a create whose answer the provider never
+    got and retried, leaves behind: Terraform may not know it, and the next
+    scratch host's template of the same name would fail with "already in use".
+    Terraform's next refresh drops one it did know."""
+    lines = []
+    for region in regions:
+        used = {g["LaunchTemplate"]["LaunchTemplateId"]
+                for page in control_plane.client("autoscaling", region).get_paginator(
+                    "describe_auto_scaling_groups").paginate()
+                for g in page["AutoScalingGroups"] if g.get("LaunchTemplate")}
+        ec2 = control_plane.client("ec2", region)
+        for template in ec2.describe_launch_templates()["LaunchTemplates"]:
+            if template["LaunchTemplateId"] not in used:
+                ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
+                lines.append(f"deleted launch template {template['LaunchTemplateName']} in "
+                             f"{region}: no Auto Scaling group uses it")
+    return lines
+
+
 def desired_instances(regions: list[str]) -> int:
     """How many instances the Auto Scaling groups in the lab regions want in total."""
     return sum(desired for _min, _max, desired in asg_capacities(regions).values())
@@ -462,6 +486,8 @@ def reset(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
         for line in chaos.restore(lab, wait_s=20.0):
             progress("  " + line)
         for line in start_stopped_instances(lab_regions(project_root)):
+            progress("  " + line)
+        for line in delete_orphaned_launch_templates(lab_regions(project_root)):
             progress("  " + line)
     terraform = "absent"
     if (project_root / TERRAFORM_DIR / "main.tf").exists():
