@@ -32,8 +32,12 @@ resource "terraform_data" "run" {
   input = var.run_id
 }
 
+# Both the template and the group get a unique name (name_prefix): one left
+# behind (a run stopped between creates, or a create whose answer was lost and
+# then retried) must not block every later restore with "already in use". The
+# host's Name tag stays <estate>-<region>-restore.
 resource "aws_launch_template" "this" {
-  name                   = local.name
+  name_prefix            = "${local.name}-"
   description            = "drkit ${var.estate} ${var.dr_region} scratch restore host"
   image_id               = var.ami_id
   instance_type          = var.instance_type
@@ -64,7 +68,7 @@ resource "aws_launch_template" "this" {
 }
 
 resource "aws_autoscaling_group" "this" {
-  name                = local.name
+  name_prefix         = "${local.name}-"
   vpc_zone_identifier = [var.subnet_id]
   min_size            = 1
   max_size            = 1
