@@ -252,6 +252,40 @@ def lab_environment(lab_estate: Estate):
     return load_environment(find_project(PROJECT_ROOT))
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keep each phase's report on the item (``rep_setup``, ``rep_call``), so a
+    fixture's teardown knows whether its test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _estate_reset_after_a_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a lab test that used the estate and failed: ``lab.reset``, so the next
+    test starts from the baseline (the primary in us-east and writable, replicas
+    streaming, no scratch host, DNS and the app as configured) instead of failing
+    on what the failed one left behind. Tests that pass leave the baseline
+    themselves (their failback, their cleanup), and cost no reset."""
+    yield
+    failed = any(getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
+                 for when in ("setup", "call"))
+    if not failed or "lab_estate" not in request.fixturenames \
+            or not netns.gateway_exists() or not SITE_PLAYBOOK.exists():
+        return
+    import warnings
+
+    try:
+        result = controller.reset(PROJECT_ROOT)
+    except Exception as exc:  # the next test reports what is left
+        warnings.warn(f"lab.reset after the failed {request.node.name} failed: {exc}",
+                      stacklevel=1)
+    else:
+        warnings.warn(f"lab.reset after the failed {request.node.name}: "
+                      f"{result['total_s']:.0f} s", stacklevel=1)
+
+
 @pytest.fixture(autouse=True)
 def _stale_run_lock_removed() -> Iterator[None]:
     """After each lab test: a run lock whose process is gone (a test failed while a
