@@ -334,7 +334,9 @@ def play_timings(starts: list[tuple[str, str]], last_event_at: str | None = None
 
 
 def _read_stdout(runner: Any) -> list[str]:
+    """The run's stdout lines (ansible-runner opens the file; it is closed here)."""
     try:
-        return runner.stdout.read().splitlines()
+        with runner.stdout as handle:
+            return handle.read().splitlines()
     except (OSError, AttributeError, ValueError):
         return []
