@@ -16,6 +16,13 @@ exist yet. Requests are therefore handled one at a time, except S3's, which
 touch distinct objects and are the large, slow ones (pgBackRest's uploads must
 not hold up the reconciler's and the failover's EC2 and Route53 calls).
 
+A request retried with the same ClientToken (EC2's idempotency token) gets the
+first one's answer, as from AWS; moto ignores the token and created a second
+resource or refused the retry. The AWS provider sends one with every
+CreateLaunchTemplate so that a retry after a lost answer is safe: under load a
+CI run's retry failed with "Launch template name already in use" for the
+template its own first attempt had created (see ``Idempotent``).
+
 A regional API outage (``drkit lab.chaos api-outage --region R [--service S]``)
 is the lab's chaos file listing ``cloud-region/service``: requests signed for it
 get 503 ServiceUnavailable, as a client sees a cloud region's API fail, while
@@ -36,12 +43,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import io
 import json
 import os
 import re
 import socket
 import ssl
 import threading
+import urllib.parse
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -116,6 +128,69 @@ class ApiOutages:
         return self.app(environ, start_response)
 
 
+class Idempotent:
+    """WSGI middleware: an EC2 request that carries a ClientToken is answered once.
+
+    The first successful answer to (region, Action, ClientToken) is kept and
+    replayed to a repeat with the same body; a repeat with other parameters gets
+    AWS's IdempotentParameterMismatch. Run it under ``Serialized``, so a repeat
+    that arrives while the first is still being answered waits for it. The last
+    ``keep`` answers are kept (AWS keeps tokens for hours; a lab run's retries
+    come within seconds)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], keep: int = 2048) -> None:
+        self.app = app
+        self.keep = keep
+        self.answers: OrderedDict[tuple[str, str, str], tuple[str, str, list, bytes]] = \
+            OrderedDict()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        scope = scope_of(environ)
+        length = environ.get("CONTENT_LENGTH") or ""
+        if not scope or scope[1] != "ec2" or environ.get("REQUEST_METHOD") != "POST" \
+                or not length.isdigit():
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(int(length))
+        environ["wsgi.input"] = io.BytesIO(body)
+        params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        token = (params.get("ClientToken") or [""])[0]
+        if not token:
+            return self.app(environ, start_response)
+        key = (scope[0], (params.get("Action") or [""])[0], token)
+        digest = hashlib.sha256(body).hexdigest()
+        if key in self.answers:
+            kept_digest, status, headers, answer = self.answers[key]
+            if kept_digest != digest:
+                status, headers, answer = _ec2_error(
+                    "IdempotentParameterMismatch",
+                    f"the client token {token} was used with other parameters")
+            start_response(status, headers)
+            return [answer]
+        seen: list[tuple[str, list]] = []
+
+        def keep_start(status: str, headers: list, exc_info: Any = None) -> Any:
+            seen.append((status, headers))
+            return start_response(status, headers, exc_info) if exc_info \
+                else start_response(status, headers)
+
+        answer = b"".join(self.app(environ, keep_start))
+        if seen and seen[-1][0].startswith("2"):
+            self.answers[key] = (digest, seen[-1][0], seen[-1][1], answer)
+            while len(self.answers) > self.keep:
+                self.answers.popitem(last=False)
+        return [answer]
+
+
+def _ec2_error(code: str, message: str) -> tuple[str, list, bytes]:
+    """An EC2 Query API error answer: (status, headers, body)."""
+    body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
+            f"<Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+            f"<RequestID>{uuid.uuid4()}</RequestID></Response>").encode()
+    return "400 Bad Request", [("Content-Type", "text/xml"),
+                               ("Content-Length", str(len(body)))], body
+
+
 class Serialized:
     """WSGI middleware: one request at a time through ``app``, S3's excepted."""
 
@@ -139,7 +214,8 @@ def serve(host: str, port: int, tls_port: int | None = None, cert: str | None = 
     from drkit.lab import moto_fixes
 
     moto_fixes.apply()
-    app = ApiOutages(Serialized(DomainDispatcherApplication(create_backend_app)), chaos_file)
+    app = ApiOutages(Serialized(Idempotent(DomainDispatcherApplication(create_backend_app))),
+                     chaos_file)
     plain = _Server(host, port, app)
     if tls_port:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

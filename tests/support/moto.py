@@ -18,6 +18,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -49,11 +50,14 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_moto_server(*, startup_timeout_s: float = 30.0) -> Iterator[str]:
+def running_moto_server(*, startup_timeout_s: float = 30.0, lab: bool = False
+                        ) -> Iterator[str]:
     """Start ``moto_server`` as a subprocess, yield its URL, stop it by PID.
 
-    The server's output goes to a log file whose tail is shown if it fails to
-    start. The process is always stopped (terminate, then kill) and reaped.
+    ``lab=True`` starts the lab's control plane instead (drkit.lab.moto_server:
+    moto with drkit's fixes and middleware, plain HTTP only). The server's output
+    goes to a log file whose tail is shown if it fails to start. The process is
+    always stopped (terminate, then kill) and reaped.
     """
     exe = shutil.which("moto_server")
     if exe is None:
@@ -64,8 +68,10 @@ def running_moto_server(*, startup_timeout_s: float = 30.0) -> Iterator[str]:
             port = free_port()
             url = f"http://{HOST}:{port}"
             with open(log_path, "wb") as log:
+                argv = [sys.executable, "-m", "drkit.lab.moto_server", "--host", HOST,
+                        "--port", str(port)] if lab else [exe, "-H", HOST, "-p", str(port)]
                 proc = subprocess.Popen(
-                    [exe, "-H", HOST, "-p", str(port)],
+                    argv,
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 )
             try:

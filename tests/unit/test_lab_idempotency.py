@@ -1,0 +1,47 @@
+"""The lab's control plane answers an EC2 request retried with the same ClientToken
+as AWS does: with the first answer, not a second resource or "already in use"
+(the AWS provider's retry of a CreateLaunchTemplate whose answer it lost)."""
+
+from __future__ import annotations
+
+import botocore.exceptions
+import pytest
+
+from tests.support.moto import aws_client, running_moto_server
+
+
+@pytest.fixture(scope="module")
+def ec2():
+    with running_moto_server(lab=True) as url:
+        client = aws_client("ec2", url, "eu-west-1")
+        yield client, client.describe_images()["Images"][0]["ImageId"]
+
+
+def create(ec2, name: str, token: str) -> str:
+    client, image = ec2
+    return client.create_launch_template(
+        LaunchTemplateName=name, ClientToken=token,
+        LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+
+
+def test_a_retry_with_the_same_token_gets_the_first_answer(ec2):
+    first = create(ec2, "lab-eu-west-restore-a", "token-1")
+    assert create(ec2, "lab-eu-west-restore-a", "token-1") == first
+    names = [t["LaunchTemplateName"] for t in ec2[0].describe_launch_templates()
+             ["LaunchTemplates"]]
+    assert names.count("lab-eu-west-restore-a") == 1
+
+
+def test_the_same_token_with_other_parameters_is_refused(ec2):
+    create(ec2, "lab-eu-west-restore-b", "token-2")
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        create(ec2, "lab-eu-west-restore-c", "token-2")
+    assert refused.value.response["Error"]["Code"] == "IdempotentParameterMismatch"
+
+
+def test_a_new_token_for_an_existing_name_is_refused_as_aws_does(ec2):
+    create(ec2, "lab-eu-west-restore-d", "token-3")
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        create(ec2, "lab-eu-west-restore-d", "token-4")
+    assert "AlreadyExists" in refused.value.response["Error"]["Code"]
