@@ -29,7 +29,6 @@ Exit code 1 when a target is missed or a run failed, 2 when the lab is not up.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -45,6 +44,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from drkit.drivers.ansible import job_events  # noqa: E402
 from drkit.journal import read_events  # noqa: E402
 from drkit.lab import database, netns, paths  # noqa: E402
 from drkit.lab.hosts import ssh_argv  # noqa: E402
@@ -130,9 +130,7 @@ def where_drkit_spends(run_id: str, wall: float) -> dict[str, float]:
     split["ansible-playbook start (inventory, parse)"] = step["duration_s"] - sum(
         p["duration_s"] for p in plays)
     pgbackrest = 0.0
-    for path in glob.glob(str(run_dir / "ansible" / "backup" / "artifacts" / "*" / "job_events"
-                              / "*.json")):
-        event = json.loads(Path(path).read_text())
+    for event in job_events(run_dir / "ansible" / "backup"):
         data = event.get("event_data") or {}
         if event.get("event") == "runner_on_ok" and data.get("task") == (
                 "Back up into each repository in turn"):

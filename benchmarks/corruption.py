@@ -30,8 +30,6 @@ when a target is missed or a run failed, 2 when the lab is not up.
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import re
 import subprocess
 import sys
@@ -45,6 +43,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 from backup import grow_database, psql, steps_of, write  # noqa: E402
 from failover import run as drkit  # noqa: E402  (one drkit run: result event, wall time)
 
+from drkit.drivers.ansible import job_events  # noqa: E402
 from drkit.lab import database, netns, paths  # noqa: E402
 
 TARGETS = {"tables_rto_s": 60.0, "rewind_rto_s": 120.0}
@@ -63,9 +62,7 @@ STEP_PARTS = {"copyback": "copy", "verify": "verify", "verify-copy": "verify",
 def task_seconds(run_id: str, step: str) -> list[tuple[str, float]]:
     """Each finished task of ``step``'s playbook (every attempt) with its duration."""
     found = []
-    pattern = PROJECT_ROOT / ".drkit" / "runs" / run_id / "ansible" / step / "artifacts"
-    for path in glob.glob(str(pattern / "*" / "job_events" / "*.json")):
-        event = json.loads(Path(path).read_text())
+    for event in job_events(PROJECT_ROOT / ".drkit" / "runs" / run_id / "ansible" / step):
         data = event.get("event_data") or {}
         if event.get("event") in ("runner_on_ok", "runner_on_failed") and data.get("duration"):
             found.append((data.get("task", ""), float(data["duration"])))

@@ -147,6 +147,19 @@ def runner_kwargs(
     return kwargs
 
 
+def job_events(private_data_dir: Path) -> list[dict[str, Any]]:
+    """Every event ansible-runner recorded under ``private_data_dir`` (each attempt
+    of a step has its own ``artifacts/<id>/``), in no particular order. It writes
+    each as it happens: one being written is skipped, not an error."""
+    events = []
+    for path in Path(private_data_dir).glob("artifacts/*/job_events/*.json"):
+        try:
+            events.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return events
+
+
 def _compact(event: Mapping[str, Any]) -> dict[str, Any] | None:
     """The compact form of a runner event, or None for events drkit ignores."""
     kind = event.get("event")

@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from drkit.drivers.ansible import job_events
 from drkit.drivers.reaper import RUN_TOKEN_ENV
 from drkit.journal import read_events
 from drkit.lab import controller, database
@@ -94,16 +95,10 @@ def task_started(step: str, task: str, since: datetime | None = None):
     (ansible-runner writes each event as it happens), at or after ``since`` if
     given (an earlier, killed attempt of the step may have started it too)."""
     def moment(run_id: str, _since: int) -> bool:
-        for path in (RUNS / run_id / "ansible" / step).glob("artifacts/*/job_events/*.json"):
-            try:
-                event = json.loads(path.read_text())
-            except (OSError, ValueError):  # being written
-                continue
-            if event.get("event") == "playbook_on_task_start" \
-                    and event.get("event_data", {}).get("task") == task \
-                    and (since is None or datetime.fromisoformat(event["created"]) >= since):
-                return True
-        return False
+        return any(event.get("event") == "playbook_on_task_start"
+                   and event.get("event_data", {}).get("task") == task
+                   and (since is None or datetime.fromisoformat(event["created"]) >= since)
+                   for event in job_events(RUNS / run_id / "ansible" / step))
     return moment
 
 

@@ -112,3 +112,18 @@ def test_each_play_ends_where_the_next_starts_and_the_last_at_the_last_event():
         {"name": "fence", "started_at": "2026-11-23T12:00:01.500000Z", "duration_s": 2.75},
     ]
     assert play_timings([]) == []
+
+
+def test_job_events_reads_every_attempt_and_skips_one_being_written(tmp_path):
+    import json
+
+    from drkit.drivers.ansible import job_events
+
+    for attempt, name in (("a1", "1-x.json"), ("a2", "1-y.json")):
+        events = tmp_path / "artifacts" / attempt / "job_events"
+        events.mkdir(parents=True)
+        (events / name).write_text(json.dumps({"event": "playbook_on_task_start",
+                                               "attempt": attempt}))
+    (tmp_path / "artifacts" / "a2" / "job_events" / "2-z.json").write_text('{"event": "runn')
+    assert sorted(e["attempt"] for e in job_events(tmp_path)) == ["a1", "a2"]
+    assert job_events(tmp_path / "absent") == []
