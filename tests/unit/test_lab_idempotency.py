@@ -45,3 +45,14 @@ def test_a_new_token_for_an_existing_name_is_refused_as_aws_does(ec2):
     with pytest.raises(botocore.exceptions.ClientError) as refused:
         create(ec2, "lab-eu-west-restore-d", "token-4")
     assert "AlreadyExists" in refused.value.response["Error"]["Code"]
+
+
+def test_a_repeated_delete_by_id_answers_as_aws_does(ec2):
+    """The AWS provider takes InvalidLaunchTemplateId.NotFound as "deleted already";
+    moto answered InvalidLaunchTemplateName.NotFoundException, so a retried delete
+    failed the destroy."""
+    template = create(ec2, "lab-eu-west-restore-e", "token-5")
+    ec2[0].delete_launch_template(LaunchTemplateId=template)
+    with pytest.raises(botocore.exceptions.ClientError) as gone:
+        ec2[0].delete_launch_template(LaunchTemplateId=template)
+    assert gone.value.response["Error"]["Code"] == "InvalidLaunchTemplateId.NotFound"
