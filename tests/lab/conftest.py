@@ -10,6 +10,7 @@ the next test that asks. Other lab tests can reuse ``lab_core`` and ``make_vpc``
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -82,7 +83,29 @@ def _lab_session(lab_dir: Path) -> Iterator[paths.LabPaths]:
     try:
         yield lab
     finally:
+        _keep_logs(lab)
         controller.down(PROJECT_ROOT)
+
+
+def _keep_logs(lab: paths.LabPaths) -> None:
+    """Copy the lab's logs (the control plane's requests and errors, the
+    reconciler's, Terraform's) beside the session's lab directory, which `lab down`
+    removes: <basetemp>/lab-logs, kept as pytest keeps its last temp dirs. A failure
+    seen only under CI's load can then be read afterwards; the control plane's
+    server errors, if any, are counted in a warning."""
+    if not lab.log_dir.exists():
+        return
+    kept = lab.root.parent.parent / "lab-logs"
+    shutil.copytree(lab.log_dir, kept, dirs_exist_ok=True)
+    moto_log = kept / f"{control_plane.NAME}.log"
+    if moto_log.exists():
+        text = moto_log.read_text(errors="replace")
+        errors = text.count("Error on request") + len(re.findall(r'" 5\d\d ', text))
+        if errors:
+            import warnings
+
+            warnings.warn(f"the control plane answered {errors} request(s) with a server "
+                          f"error; its log is kept in {moto_log}", stacklevel=1)
 
 
 @pytest.fixture
