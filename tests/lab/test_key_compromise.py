@@ -15,6 +15,9 @@ well-behaved client of a rotated secret does).
   terminal and no --yes (exit 2), a region's Secrets Manager down (preflight), a
   second run while one holds the lock. A run killed (SIGKILL) while it sets the
   database passwords completes with --resume: one current version per region.
+- With eu-west's Secrets Manager down and --allow-partial approved: rotated in
+  us-east and ap-south, the old password refused on every db node, eu-west's copy
+  untouched and named in a decision as left on the old value.
 - No run's output, journal, report or artifacts holds an old or new password.
 
 Leaves the lab on the rotated credentials (every consumer follows Secrets
@@ -100,6 +103,13 @@ class FollowingCanary:
         path = self.out / "failures.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] \
             if path.exists() else []
+
+
+def _region_secret(environment, region: str) -> dict:
+    """The database credentials as one region's Secrets Manager holds them."""
+    cloud = environment.settings["regions"][region]["cloud_region"]
+    return json.loads(environment.client("secretsmanager", cloud).get_secret_value(
+        SecretId=SECRET.replace("REGION", region))["SecretString"])
 
 
 def _db_hosts(lab_site) -> list[str]:
@@ -224,7 +234,9 @@ def _started(run_id: str) -> float:
 
 def test_refusals_change_nothing_and_a_killed_rotation_resumes_to_one_version(
         lab_site, lab_environment):
-    """Secrets Manager down in eu-west: refused by the preflight, nothing revoked.
+    """Secrets Manager down in eu-west: refused by the preflight, nothing revoked;
+    with --allow-partial (approved), rotated in us-east and ap-south, eu-west named
+    as left on the old value.
     A second run while one holds the lock: refused. A run killed with SIGKILL while
     it sets the new database passwords: --resume completes it, one current version
     per region, every app host healthy on it, the old password refused."""
@@ -247,14 +259,29 @@ def test_refusals_change_nothing_and_a_killed_rotation_resumes_to_one_version(
                  "secretsmanager").returncode == 0
     try:
         proc = drkit("key-compromise", "--key", "db-credentials", "--yes")
+        said = proc.stdout + proc.stderr
+        assert proc.returncode == ExitCode.PREFLIGHT_FAILED, said[-3000:]
+        assert "Secrets Manager does not answer in eu-west" in said and "--allow-partial" in said
+        assert _credentials(env) == before
+        host = _db_hosts(lab_site)[0]
+        assert try_login(host, before["username"], before["password"]) == "accepted"
+
+        # Approved: rotated where Secrets Manager answers, eu-west named as left
+        # on the old value (its app host no longer reaches the database).
+        partial, printed = _run("key-compromise", "--allow-partial")
     finally:
         assert drkit("lab.chaos", "restore", "--region", "eu-west").returncode == 0
-    said = proc.stdout + proc.stderr
-    assert proc.returncode == ExitCode.PREFLIGHT_FAILED, said[-3000:]
-    assert "Secrets Manager does not answer in eu-west" in said and "--allow-partial" in said
-    assert _credentials(env) == before
-    host = _db_hosts(lab_site)[0]
-    assert try_login(host, before["username"], before["password"]) == "accepted"
+    rotated = _credentials(env)
+    assert rotated["password"] != before["password"]
+    assert _region_secret(env, "eu-west") == before
+    assert _region_secret(env, "ap-south") == rotated
+    for host in _db_hosts(lab_site):
+        assert try_login(host, before["username"], before["password"]) == "refused"
+    left = [e["text"] for e in journal(partial) if e["event"] == "decision"
+            and e["text"].startswith("consumers-on-it: left on the old value")]
+    assert len(left) == 1 and "eu-west" in left[0] and "us-east" not in left[0], left
+    assert before["password"] not in printed and rotated["password"] not in printed
+    before = rotated
 
     second: dict = {}
 
