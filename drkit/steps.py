@@ -140,10 +140,6 @@ def _check(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
         source = spec["probe"]
         result = registry.call(registry.get_probe(source), rt.ctx, spec.get("args") or {})
         outputs = result
-        # A probe states what it let pass and why as ``decision``: journaled as
-        # a decision, as a play's drkit_outputs.decision is.
-        if isinstance(result, dict) and isinstance(result.get("decision"), str):
-            rt.ctx.decide(" ".join(result["decision"].split()))
     passed = bool(evaluate(spec["expect"], {**rt.template_ctx, "result": result}))
     summary = f"{source}: {'pass' if passed else 'FAIL'} ({spec['expect']})"
     error = None

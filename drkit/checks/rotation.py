@@ -219,8 +219,8 @@ def hosts_healthy_probe(ctx: StepContext, role: str = "app", port: int = 8080,
 
     ``left_behind``: regions an approved partial rotation (--allow-partial) left on
     the old value because their Secrets Manager did not answer. Their hosts are
-    asked all the same and named in the summary, but do not fail the check: that
-    they no longer reach the database is what the approval accepted."""
+    asked all the same and named in the summary and as a decision, but do not fail
+    the check: that they no longer reach the database is what the approval accepted."""
     rows = health_of(ctx, role, port, path)
     behind = set(left_behind or [])
     bad = [_health_line(r) for r in rows if r["status"] != 200 and r["region"] not in behind]
@@ -231,6 +231,7 @@ def hosts_healthy_probe(ctx: StepContext, role: str = "app", port: int = 8080,
     if kept:
         result["decision"] = ("left on the old value, as approved (their region's Secrets "
                               "Manager did not answer): " + "; ".join(kept))
+        ctx.decide(result["decision"])
         summary += "; " + result["decision"]
     return {**result, "summary": summary}
 

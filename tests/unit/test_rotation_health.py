@@ -3,6 +3,8 @@ check, unless an approved partial rotation left its region on the old value."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from drkit.checks import rotation
 
 ROWS = [{"region": "us-east", "host": "10.10.1.5", "status": 200, "error": None},
@@ -21,11 +23,14 @@ def test_a_host_on_the_old_password_fails_the_check(monkeypatch):
 def test_a_region_left_behind_by_an_approved_partial_rotation_is_named_not_failed(
         monkeypatch):
     monkeypatch.setattr(rotation, "health_of", lambda *_: ROWS)
-    result = rotation.hosts_healthy_probe(None, left_behind=["eu-west"])
+    decided: list[str] = []
+    result = rotation.hosts_healthy_probe(SimpleNamespace(decide=decided.append),
+                                          left_behind=["eu-west"])
     assert result["ok"] and result["left_behind"] == ["eu-west"]
     assert result["summary"].startswith("1 app hosts healthy; left on the old value")
     assert "eu-west 10.20.1.5: 503" in result["summary"]
     assert result["decision"].startswith("left on the old value, as approved")
+    assert decided == [result["decision"]]
 
 
 def test_no_healthy_host_outside_the_regions_left_behind_fails(monkeypatch):
