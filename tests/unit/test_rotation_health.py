@@ -35,4 +35,5 @@ def test_a_region_left_behind_by_an_approved_partial_rotation_is_named_not_faile
 
 def test_no_healthy_host_outside_the_regions_left_behind_fails(monkeypatch):
     monkeypatch.setattr(rotation, "health_of", lambda *_: ROWS[1:])
-    assert not rotation.hosts_healthy_probe(None, left_behind=["eu-west"])["ok"]
+    probe_ctx = SimpleNamespace(decide=lambda _text: None)
+    assert not rotation.hosts_healthy_probe(probe_ctx, left_behind=["eu-west"])["ok"]
