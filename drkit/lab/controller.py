@@ -212,15 +212,16 @@ def _orphaned_rules_revoked(result: Any, progress: Progress) -> bool:
 
 def asg_capacities(regions: list[str]) -> dict[str, list[int]]:
     """``{"region/group": [min, max, desired]}`` for every Auto Scaling group."""
-    out: dict[str, list[int]] = {}
-    for region in regions:
-        pages = control_plane.client("autoscaling", region).get_paginator(
-            "describe_auto_scaling_groups").paginate()
-        for page in pages:
-            for g in page["AutoScalingGroups"]:
-                out[f"{region}/{g['AutoScalingGroupName']}"] = [
-                    g["MinSize"], g["MaxSize"], g["DesiredCapacity"]]
-    return out
+    return {f"{region}/{g['AutoScalingGroupName']}": [g["MinSize"], g["MaxSize"],
+                                                      g["DesiredCapacity"]]
+            for region in regions for g in auto_scaling_groups(region)}
+
+
+def auto_scaling_groups(region: str) -> list[dict[str, Any]]:
+    """Every Auto Scaling group of ``region``, as DescribeAutoScalingGroups gives them."""
+    pages = control_plane.client("autoscaling", region).get_paginator(
+        "describe_auto_scaling_groups").paginate()
+    return [g for page in pages for g in page["AutoScalingGroups"]]
 
 
 def at_baseline_capacity(project_root: Path, lab: paths.LabPaths) -> bool:
@@ -261,9 +262,7 @@ def delete_orphaned_launch_templates(regions: list[str]) -> list[str]:
     lines = []
     for region in regions:
         used = {g["LaunchTemplate"]["LaunchTemplateId"]
-                for page in control_plane.client("autoscaling", region).get_paginator(
-                    "describe_auto_scaling_groups").paginate()
-                for g in page["AutoScalingGroups"] if g.get("LaunchTemplate")}
+                for g in auto_scaling_groups(region) if g.get("LaunchTemplate")}
         ec2 = control_plane.client("ec2", region)
         for template in ec2.describe_launch_templates()["LaunchTemplates"]:
             if template["LaunchTemplateId"] not in used:
