@@ -198,13 +198,18 @@ def test_planned_failover_loses_nothing_under_load_and_proves_rpo_zero(lab, tmp_
     assert full["achieved"]["rpo_s"] == 0.0 and full["achieved"]["rto_s"] is not None
     evidence = full["rpo_evidence"][0]["detail"]
     assert evidence["fenced_lsn"] == evidence["target_replay_lsn"]
-    # The write outage was the two prepared remote actions: the fence script
-    # stopped the old primary after the target replayed the fenced LSN, then the
-    # promotion (which checked that replay itself) promoted the target.
+    # The write outage was two prepared remote actions started together: the
+    # fence script stopped the old primary after the target replayed the fenced
+    # LSN; the promotion waited in the WAL the target replayed for the fence's
+    # marker and then the old primary's shutdown checkpoint, the last record it
+    # wrote, and promoted once it had replayed exactly that.
     fence, promote = switchover_outputs(result["run_id"])
     assert fence["fenced"] and fence["stopped"] and fence["rpo_bytes"] == 0
-    assert fence["fence_timings"]["stopped_at"] <= promote["promote_timings"]["promoted_at"]
-    assert promote["promoted"] and lsn(promote["replay_lsn"]) >= lsn(fence["fenced_lsn"])
+    seen = promote["fence_seen"]
+    assert seen["shutdown_checkpoint_lsn"] == fence["shutdown_checkpoint_lsn"], (seen, fence)
+    assert (lsn(seen["marker_lsn"]) < lsn(fence["fenced_lsn"])
+            <= lsn(seen["shutdown_checkpoint_lsn"])), (seen, fence)
+    assert promote["promoted"] and lsn(promote["replay_lsn"]) >= lsn(seen["shutdown_checkpoint_lsn"])
 
 
 # ----------------------------------------------------------------------------- backups
@@ -241,8 +246,9 @@ def test_after_a_planned_failover_backups_and_wal_follow_the_new_primary(lab, tm
 def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(lab, tmp_path):
     """kill -9 inside the promote step once db. has moved (before the fence or
     during it), then, resumed, once the app's DNS cutover starts, then, resumed
-    again, as the promotion after the fence starts (the old primary fenced by this
-    attempt or an earlier one, the promotion under way or done already)."""
+    again, as the switchover task (fence and promotion together) starts (the old
+    primary fenced by this attempt or an earlier one, the promotion under way or
+    done already)."""
     assert topology()["primary_region"] == "eu-west"
     timeline_before = topology()["nodes"]["eu-west"]["timeline"]
     us_east = ip_of(lab, "us-east")
@@ -263,9 +269,9 @@ def test_a_failback_killed_in_promote_and_in_dns_app_resumes_and_promotes_once(l
         # that holds dns-app): its playbook starts over and reaches the promotion.
         resumed_at = datetime.now(UTC)
         kill_when(["failback", "--resume", run_id, "--yes"], run_id,
-                  "the promotion after the fence to start in the resumed run",
-                  task_started("promote", "Promote the target once it has replayed "
-                                          "the fenced LSN", since=resumed_at), delay=0.1)
+                  "the switchover (fence and promotion) to start in the resumed run",
+                  task_started("promote", "Fence the old primary and promote the target, at once",
+                               since=resumed_at), delay=0.1)
         assert "promote" in RunState.from_events(journal(run_id)).interrupted_steps
 
         done = drkit("failback", "--resume", run_id, "--yes")

@@ -8,7 +8,8 @@ the controller between its steps (each was an Ansible task of 0.1-0.5 s).
 
 Running primary: ALTER SYSTEM default_transaction_read_only = on and reload; wait
 until new sessions are read-only; terminate client backends (walsenders stay);
-pg_switch_wal(); commit a transaction that writes one WAL message (no table) with
+pg_switch_wal(); commit a transaction that writes one WAL message, "fence --marker"
+(no table; the promotion waiting on the target watches for it), with
 synchronous_commit = remote_apply (its commit record makes each standby report
 its replay position as soon as it replays it, instead of within
 wal_receiver_status_interval); record the flush LSN (the fenced LSN); wait until
@@ -16,7 +17,8 @@ every replica of --wait-for has replayed it (pg_stat_replication); fast shutdown
 (SIGINT to the postmaster) and wait until its control file says "shut down" (no
 backend is left then and no connection is accepted; the postmaster may still be
 archiving for a while). If the replicas do not catch up in time, the fence is
-undone (writes allowed again, unless --no-revert) and the exit code is 1.
+undone (writes allowed again, unless --no-revert, and a message "unfence --marker"
+tells the waiting promotion) and the exit code is 1.
 
 Stopped server (a resumed run): nothing to do; the last checkpoint of its
 control file (a fast shutdown's checkpoint is the last record it wrote) stands
@@ -67,6 +69,11 @@ def one(conn, sql: str, params: tuple = ()) -> Any:
     cur.execute(sql, params)
     row = cur.fetchone() if cur.description else None
     return row[0] if row and len(row) == 1 else row
+
+
+def marker(args: argparse.Namespace, what: str) -> str:
+    """The payload of the fence's WAL messages: "fence" or "unfence", then --marker."""
+    return f"{what} {args.marker}".strip()
 
 
 def postmaster_pid(data_dir: str) -> int | None:
@@ -164,7 +171,10 @@ def fence(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
         cur.execute("SELECT set_config('statement_timeout', %s, true)",
                     (f"{int(args.replay_timeout * 1000)}",))
         cur.execute("SET LOCAL synchronous_commit = remote_apply")
-        cur.execute("SELECT pg_logical_emit_message(true, 'drkit', 'fence')")
+        # The message is the fence's marker: the promotion waiting on the target
+        # (pg_promote_after_fence.py) promotes once it replayed it and, after it,
+        # this server's shutdown checkpoint.
+        cur.execute("SELECT pg_logical_emit_message(true, 'drkit', %s)", (marker(args, "fence"),))
         conn.commit()
         conn.autocommit = True
         lsn = one(conn, "SELECT pg_current_wal_flush_lsn()::text")
@@ -198,6 +208,15 @@ def fence(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
             try:
                 one(undo, "ALTER SYSTEM RESET default_transaction_read_only")
                 one(undo, "SELECT pg_reload_conf()")
+                # Tells the promotion waiting on the target to give up (a commit
+                # that does not wait for a standby: the target may be the one gone).
+                undo.autocommit = False
+                cur = undo.cursor()
+                cur.execute("SET TRANSACTION READ WRITE")
+                cur.execute("SET LOCAL synchronous_commit = local")
+                cur.execute("SELECT pg_logical_emit_message(true, 'drkit', %s)",
+                            (marker(args, "unfence"),))
+                undo.commit()
             finally:
                 undo.close()
         note = "The primary is writable again." if args.revert else "The primary stays read-only."
@@ -220,8 +239,10 @@ def fence(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
              lambda: not alive(pid) or shut_down(args))
     timings["stopped_at"] = time.time()
     replay = {r[0]: r[1] for r in rows}
+    # The last record the server wrote: the promotion on the target waits for it.
+    checkpoint = controldata(args)["fenced_lsn"]
     return {"fenced": True, "reason": "stopped after the replicas replayed the fenced LSN",
-            "fenced_lsn": lsn, "target": args.target,
+            "fenced_lsn": lsn, "shutdown_checkpoint_lsn": checkpoint, "target": args.target,
             "target_replay_lsn": replay.get(args.target) if args.target else None,
             "rpo_bytes": max((int(r[3]) for r in rows), default=0), "replicas": replay,
             "terminated": int(terminated or 0), "stopped": True}
@@ -243,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-terminate", dest="terminate", action="store_false")
     p.add_argument("--no-revert", dest="revert", action="store_false")
     p.add_argument("--lock-file", default="")
+    p.add_argument("--marker", default="")
     args = p.parse_args(argv)
     out: dict[str, Any] = {"fence_timings": {"script_started_at": time.time()}}
     code = 0

@@ -1,19 +1,21 @@
 -- pg_promote's promotion right after a planned fence, as one remote action on
 -- the target's host (tasks_from: switchover.yml runs it with psql): refuse unless
 -- the target has replayed the fenced LSN, then promote and wait until it takes
--- writes, polling every :poll seconds. One psql process starts in ~10 ms where
+-- writes, polling every :poll seconds. pg_promote_after_fence.py runs it, once
+-- the target replayed the fence's shutdown checkpoint (or with the LSN given). One psql process starts in ~10 ms where
 -- a Python with a database driver took 0.3-1.4 s, all of it inside the write
 -- outage; pg_promote(wait => true) polls every 0.1 s.
 --
 --   psql -X -q -At -v ON_ERROR_STOP=1 -v after_lsn=0/5000060 -v replay_timeout=30 \
---        -v promote_timeout=60 -v poll=0.01 -f pg_promote_after_fence.sql
+--        -v promote_timeout=60 -v poll=0.01 -v waited='{}' -f pg_promote_after_fence.sql
 --
 -- A node already out of recovery is left alone ("already primary"). Before
 -- promoting, a default_transaction_read_only = on or a non-empty
 -- synchronous_standby_names in the target's settings is reset (ALTER SYSTEM,
 -- reload): a new primary with either would refuse or hold every write until its
 -- per-node settings are rendered after the promotion.
--- Prints one JSON object: promoted, reason, before (the state verify.yml compares
+-- Prints one JSON object: promoted, reason, waited (what the wrapper saw, as given),
+-- before (the state verify.yml compares
 -- with: in_recovery, replay_lsn, last_replay_timestamp, checkpoint_timeline,
 -- current_timeline) and promote_timings (epoch seconds). A refusal or a promotion that
 -- does not finish in time is an ERROR (psql exits 3): nothing was promoted, or
@@ -76,13 +78,14 @@ END
 $$;
 SELECT json_build_object(
          'promoted', true, 'reason', 'promoted', 'before', :'before'::json,
+         'waited', :'waited'::json,
          'promote_timings', json_build_object(
            'script_started_at', :started_at, 'replayed_at', :replayed_at,
            'promote_started_at', :promote_started_at,
            'promoted_at', extract(epoch FROM clock_timestamp())));
 \else
 SELECT json_build_object(
-         'promoted', false, 'reason', 'already primary (no-op)',
+         'promoted', false, 'reason', 'already primary (no-op)', 'waited', :'waited'::json,
          'before', json_build_object(
            'in_recovery', false,
            'replay_lsn', pg_current_wal_lsn()::text,

@@ -1,0 +1,72 @@
+"""The switchover's promotion waits in the replayed WAL for this run's fence and
+the old primary's shutdown checkpoint after it, and for nothing else
+(playbooks/roles/pg_promote/files/pg_promote_after_fence.py; the lab's planned
+failover test runs it against real PostgreSQL)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = (Path(__file__).resolve().parents[2]
+          / "playbooks/roles/pg_promote/files/pg_promote_after_fence.py")
+spec = importlib.util.spec_from_file_location("pg_promote_after_fence", SCRIPT)
+wait = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(wait)
+
+# pg_waldump (PostgreSQL 15) as it printed a fence and a shutdown on the lab.
+MARKER = ('rmgr: LogicalMessage len (rec/tot):     84/    84, tx:        740, lsn: 0/09000028, '
+          'prev 0/08000110, desc: MESSAGE transactional, prefix "drkit"; payload (32 bytes): '
+          + " ".join(f"{b:02X}" for b in b"fence 20261204T010144Z-RB-DR-003"))
+COMMIT = ("rmgr: Transaction len (rec/tot):     34/    34, tx:        740, lsn: 0/09000080, "
+          "prev 0/09000028, desc: COMMIT 2026-12-04 01:01:55.911 UTC")
+SWITCH = ("rmgr: XLOG        len (rec/tot):     24/    24, tx:          0, lsn: 0/090000A8, "
+          "prev 0/09000080, desc: SWITCH ")
+SHUTDOWN = ("rmgr: XLOG        len (rec/tot):    114/   114, tx:          0, lsn: 0/0A000028, "
+            "prev 0/090000A8, desc: CHECKPOINT_SHUTDOWN redo 0/A000028; tli 1; prev tli 1; "
+            "fpw true; xid 0:741; oid 16439; online false")
+RUN = "20261204T010144Z-RB-DR-003"
+
+
+def test_records_are_read_with_the_servers_spelling_of_an_lsn() -> None:
+    found = wait.records("\n".join([MARKER, COMMIT, "pg_waldump: error: something"]))
+    assert [lsn for lsn, _ in found] == ["0/9000028", "0/9000080"]
+    assert wait.message(found[0][1]) == f"fence {RUN}"
+    assert wait.message(found[1][1]) is None
+
+
+def test_the_fence_is_seen_once_its_shutdown_checkpoint_follows_its_marker() -> None:
+    watch = wait.Watch(RUN)
+    assert not watch.feed(wait.records(f"{MARKER}\n{COMMIT}"))
+    assert watch.feed(wait.records(f"{SWITCH}\n{SHUTDOWN}"))
+    assert watch.seen["marker_lsn"] == "0/9000028"
+    assert watch.seen["shutdown_checkpoint_lsn"] == "0/A000028"
+
+
+@pytest.mark.parametrize("dump", [
+    SHUTDOWN,  # a restart nobody fenced
+    MARKER.replace("66 65 6E 63 65 20 32", "66 65 6E 63 65 20 31") + "\n" + SHUTDOWN,  # another run's
+])
+def test_a_shutdown_without_this_runs_fence_before_it_promotes_nothing(dump: str) -> None:
+    assert not wait.Watch(RUN).feed(wait.records(dump))
+
+
+def test_an_undone_fence_refuses_at_once() -> None:
+    undone = MARKER.replace("payload (32 bytes): 66 65", "payload (34 bytes): 75 6E 66 65")
+    assert wait.message(wait.records(undone)[0][1]) == f"unfence {RUN}"
+    with pytest.raises(wait.Refused, match="undone"):
+        wait.Watch(RUN).feed(wait.records(f"{MARKER}\n{undone}\n{SHUTDOWN}"))
+
+
+def test_the_wal_is_read_on_the_newest_timeline_that_holds_it(tmp_path: Path) -> None:
+    for name in ("000000010000000000000009", "00000002000000000000000A",
+                 "00000003000000000000000A", "00000003000000000000000A.partial",
+                 "archive_status"):
+        (tmp_path / name).touch()
+    size = 16 * 1024 * 1024
+    assert wait.wal_timeline(str(tmp_path), wait.lsn_int("0/A000028"), size) == 3
+    assert wait.wal_timeline(str(tmp_path), wait.lsn_int("0/9FFFFFF"), size) == 1
+    with pytest.raises(wait.Refused, match="no WAL file"):
+        wait.wal_timeline(str(tmp_path), wait.lsn_int("0/B000000"), size)
