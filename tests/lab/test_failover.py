@@ -209,7 +209,8 @@ def test_planned_failover_loses_nothing_under_load_and_proves_rpo_zero(lab, tmp_
     assert seen["shutdown_checkpoint_lsn"] == fence["shutdown_checkpoint_lsn"], (seen, fence)
     assert (lsn(seen["marker_lsn"]) < lsn(fence["fenced_lsn"])
             <= lsn(seen["shutdown_checkpoint_lsn"])), (seen, fence)
-    assert promote["promoted"] and lsn(promote["replay_lsn"]) >= lsn(seen["shutdown_checkpoint_lsn"])
+    assert promote["promoted"]
+    assert lsn(promote["replay_lsn"]) >= lsn(seen["shutdown_checkpoint_lsn"])
 
 
 # ----------------------------------------------------------------------------- backups

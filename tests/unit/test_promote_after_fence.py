@@ -45,9 +45,12 @@ def test_the_fence_is_seen_once_its_shutdown_checkpoint_follows_its_marker() -> 
     assert watch.seen["shutdown_checkpoint_lsn"] == "0/A000028"
 
 
+ANOTHER_RUNS = MARKER.replace("66 65 6E 63 65 20 32", "66 65 6E 63 65 20 31")
+
+
 @pytest.mark.parametrize("dump", [
     SHUTDOWN,  # a restart nobody fenced
-    MARKER.replace("66 65 6E 63 65 20 32", "66 65 6E 63 65 20 31") + "\n" + SHUTDOWN,  # another run's
+    f"{ANOTHER_RUNS}\n{SHUTDOWN}",
 ])
 def test_a_shutdown_without_this_runs_fence_before_it_promotes_nothing(dump: str) -> None:
     assert not wait.Watch(RUN).feed(wait.records(dump))

@@ -45,7 +45,8 @@ except ImportError:  # pragma: no cover - hosts with psycopg2 only
     import psycopg2 as pg  # type: ignore[no-redef]
 
 RECORD = re.compile(r"lsn: (?P<lsn>[0-9A-F]+/[0-9A-F]+), prev [0-9A-F/]+, desc: (?P<desc>.*)$")
-MESSAGE = re.compile(r'MESSAGE (?:non-)?transactional, prefix "drkit"; payload \(\d+ bytes\):(?P<hex>[0-9A-F ]*)')
+MESSAGE = re.compile(r'MESSAGE (?:non-)?transactional, prefix "drkit"; '
+                     r"payload \(\d+ bytes\):(?P<hex>[0-9A-F ]*)")
 WAL_FILE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 
 
@@ -113,7 +114,8 @@ def wal_timeline(wal_dir: str, lsn: int, segment_size: int) -> int:
     return max(timelines)
 
 
-def dump(args: argparse.Namespace, start: int, end: int, segment_size: int) -> list[tuple[str, str]]:
+def dump(args: argparse.Namespace, start: int, end: int,
+         segment_size: int) -> list[tuple[str, str]]:
     wal_dir = os.path.join(args.data_dir, "pg_wal")
     proc = subprocess.run(
         [os.path.join(args.bin_dir, "pg_waldump"), f"--path={wal_dir}",
@@ -155,10 +157,10 @@ def wait_for_fence(args: argparse.Namespace) -> dict[str, Any] | None:
                 return {**watch.seen, "replay_lsn": replay}
             scanned, next_scan = end, time.monotonic() + args.scan_interval
         if time.monotonic() >= deadline:
-            raise Refused(f"no clean shutdown of the old primary after its fence was replayed within "
-                          f"{args.wait_timeout:g} s (seen: marker at {watch.seen['marker_lsn']}, "
-                          f"replayed up to {replay}): the target stays a replica. Check the fence's "
-                          "result and replication, then re-run")
+            raise Refused(f"no clean shutdown of the old primary after its fence was replayed "
+                          f"within {args.wait_timeout:g} s (seen: marker at "
+                          f"{watch.seen['marker_lsn']}, replayed up to {replay}): the target "
+                          "stays a replica. Check the fence's result and replication, then re-run")
         time.sleep(args.poll)
 
 
