@@ -143,6 +143,12 @@ def boot_script(lab: paths.LabPaths, spec: HostSpec) -> str:
     q = shlex.quote
     return "\n".join([
         "set -e",
+        # This mount namespace started as a copy of the machine's, with a bind
+        # mount of every network namespace then in /run/netns: each would keep its
+        # namespace, and its veth on the zone bridge, alive after `ip netns delete`
+        # for as long as this host runs. A stopped and started neighbour then found
+        # its port name taken ("File exists"; 13 s to boot instead of 0.05 s).
+        "umount --recursive --lazy /run/netns 2>/dev/null || true",
         "mount -t tmpfs -o mode=0755,size=64m drkit-run /run",
         "mkdir -p /run/sshd /run/postgresql",
         f"if id {DB_USER} >/dev/null 2>&1; then chown {DB_USER}: /run/postgresql; "

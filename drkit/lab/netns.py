@@ -247,6 +247,10 @@ def attach_host(ns: str, port: str, zone: str, address: str, prefix: int,
     (a fresh MAC left the gateway sending to the old one for 20 s and more).
     """
     gw = paths.GATEWAY_NS
+    # A port left by this host's previous life, its namespace kept alive by a
+    # reference elsewhere: deleting one end of a veth deletes both.
+    if link_exists(port, ns=gw):
+        ip("link", "del", port, ns=gw)
     ip("link", "add", port, "type", "veth", "peer", "name", "eth0",
        "address", mac_for(address), "netns", ns, ns=gw)
     ip("link", "set", "dev", port, "master", paths.bridge_name(zone), ns=gw)
