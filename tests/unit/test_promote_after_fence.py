@@ -73,3 +73,18 @@ def test_the_wal_is_read_on_the_newest_timeline_that_holds_it(tmp_path: Path) ->
     assert wait.wal_timeline(str(tmp_path), wait.lsn_int("0/9FFFFFF"), size) == 1
     with pytest.raises(wait.Refused, match="no WAL file"):
         wait.wal_timeline(str(tmp_path), wait.lsn_int("0/B000000"), size)
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, ["0/9000028", "0/9000080"]), (1, None)])
+def test_a_range_pg_waldump_did_not_read_to_its_end_is_read_again(
+        tmp_path: Path, code: int, expected: list[str] | None) -> None:
+    """pg_waldump exits 0 only when it read up to --end: anything else (a file
+    recycled under it, a torn read) must not move the scan past records unseen."""
+    (tmp_path / "pg_wal").mkdir()
+    (tmp_path / "pg_wal" / "000000010000000000000009").touch()
+    waldump = tmp_path / "pg_waldump"
+    waldump.write_text(f"#!/bin/sh\ncat <<'OUT'\n{MARKER}\n{COMMIT}\nOUT\nexit {code}\n")
+    waldump.chmod(0o755)
+    args = wait.argparse.Namespace(bin_dir=str(tmp_path), data_dir=str(tmp_path))
+    found = wait.dump(args, wait.lsn_int("0/9000000"), wait.lsn_int("0/90000A2"), 16 << 20)
+    assert (found if found is None else [lsn for lsn, _ in found]) == expected

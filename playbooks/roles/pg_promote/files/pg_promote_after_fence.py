@@ -115,14 +115,17 @@ def wal_timeline(wal_dir: str, lsn: int, segment_size: int) -> int:
 
 
 def dump(args: argparse.Namespace, start: int, end: int,
-         segment_size: int) -> list[tuple[str, str]]:
+         segment_size: int) -> list[tuple[str, str]] | None:
+    """The records from ``start`` to ``end``; None when pg_waldump did not read up
+    to ``end`` (it exits 0 only then): the range is read again at the next poll,
+    so no record is skipped."""
     wal_dir = os.path.join(args.data_dir, "pg_wal")
     proc = subprocess.run(
         [os.path.join(args.bin_dir, "pg_waldump"), f"--path={wal_dir}",
          f"--timeline={wal_timeline(wal_dir, max(end - 1, start), segment_size)}",
          f"--start={lsn_text(start)}", f"--end={lsn_text(end)}"],
         capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
-    return records(proc.stdout)
+    return records(proc.stdout) if proc.returncode == 0 else None
 
 
 def wait_for_fence(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -153,9 +156,11 @@ def wait_for_fence(args: argparse.Namespace) -> dict[str, Any] | None:
         # Until the marker, writes still flow: a pg_waldump per new commit would
         # load the host for nothing. Once it is seen, every new record is looked at.
         if end > scanned and (watch.seen["marker_lsn"] or time.monotonic() >= next_scan):
-            if watch.feed(dump(args, scanned, end, segment_size)):
-                return {**watch.seen, "replay_lsn": replay}
-            scanned, next_scan = end, time.monotonic() + args.scan_interval
+            found = dump(args, scanned, end, segment_size)
+            if found is not None:
+                if watch.feed(found):
+                    return {**watch.seen, "replay_lsn": replay}
+                scanned, next_scan = end, time.monotonic() + args.scan_interval
         if time.monotonic() >= deadline:
             raise Refused(f"no clean shutdown of the old primary after its fence was replayed "
                           f"within {args.wait_timeout:g} s (seen: marker at "
