@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             waited.update(seen)
             after_lsn = seen["shutdown_checkpoint_lsn"]
     sys.stdout.flush()
-    os.execv(psql(args, after_lsn, waited)[0], psql(args, after_lsn, waited))
+    argv = psql(args, after_lsn, waited)
+    os.execv(argv[0], argv)
     return 0  # pragma: no cover - execv does not return
 
 
