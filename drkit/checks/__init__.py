@@ -11,6 +11,7 @@ from drkit.checks import (  # noqa: F401
     http,
     keys,
     local,
+    nodes,
     postgres,
     readiness,
     restore,

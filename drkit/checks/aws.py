@@ -31,7 +31,9 @@ def instances(ctx: StepContext, region: str, role: str | None = None,
                 out.append({"id": inst["InstanceId"], "ip": inst.get("PrivateIpAddress"),
                             "state": inst["State"]["Name"],
                             "zone": inst["Placement"]["AvailabilityZone"],
-                            "role": tags.get("Role"), "name": tags.get("Name")})
+                            "role": tags.get("Role"), "name": tags.get("Name"),
+                            "region": region,
+                            "asg": tags.get("aws:autoscaling:groupName")})
     return sorted(out, key=lambda i: (i["role"] or "", i["zone"], i["ip"] or ""))
 
 

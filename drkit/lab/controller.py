@@ -163,7 +163,8 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
                                                        backend))):
         result = run()
         progress(f"  terraform {result.summary}")
-        if not result.ok and step == "apply" and _orphaned_rules_revoked(result, progress):
+        if not result.ok and step == "apply" and (_orphaned_rules_revoked(result, progress)
+                                                  or _lost_revoke_answer(result, progress)):
             result = run()
             progress(f"  terraform {result.summary} (second attempt)")
         if not result.ok:
@@ -208,6 +209,20 @@ def _orphaned_rules_revoked(result: Any, progress: Progress) -> bool:
                     progress(f"  revoked {name} from {cidr} in {group['GroupId']} ({module}): "
                              "created by a request whose answer was lost; applying again")
     return bool(found)
+
+
+def _lost_revoke_answer(result: Any, progress: Progress) -> bool:
+    """The same lost answer on the provider's revocation of a new security group's
+    default egress rule (seen once, on a CI-like load): the rule went, the retried
+    request found it gone. The group is then tainted in the state; a second apply
+    replaces it. True if that is the failure."""
+    text = " ".join(result.tail)
+    if "revoking default IPv4 egress rule" not in text \
+            or "InvalidPermission.NotFound" not in text:
+        return False
+    progress("  a security group's default egress rule was revoked by a request whose "
+             "answer was lost; applying again")
+    return True
 
 
 def asg_capacities(regions: list[str]) -> dict[str, list[int]]:

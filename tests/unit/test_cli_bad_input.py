@@ -90,6 +90,11 @@ BAD_INPUT = [
     (["status", "--limit", "0"], "--limit '0': expected a whole number greater than 0"),
     (["status", "--limit", "ten"], "--limit 'ten': expected a whole number greater than 0"),
     (["status", "--env", "nope"], "unknown environment 'nope'"),
+    # replace-node (refused before the estate is asked)
+    (["replace-node", *LAB], "replace-node needs exactly one of --host and --auto"),
+    (["replace-node", "--host", "i-0123", "--auto", *LAB], "(both were given)"),
+    (["replace-node", "--auto", "--force", *LAB], "--force applies to --host only"),
+    (["replace-node", "--resume", A_DR_RUN, "--host", "i-0123"], "--host cannot change them"),
     # failover, failback
     (["failover", *LAB], "failover needs --region"),
     (["failover", "--region", "mars", *LAB], "unknown region 'mars' in environment lab"),

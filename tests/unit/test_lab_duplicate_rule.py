@@ -37,3 +37,14 @@ def test_the_orphaned_rule_is_revoked_and_the_others_are_kept(monkeypatch):
 def test_other_failures_are_not_retried():
     result = SimpleNamespace(tail=["Error: creating EC2 VPC: InvalidParameterValue"])
     assert not controller._orphaned_rules_revoked(result, print)
+
+
+def test_a_lost_answer_to_the_default_egress_revocation_is_applied_again():
+    tail = ["module.eu-west.aws_security_group.hosts: Creation errored after 0s",
+            "Error: revoking default IPv4 egress rule for Security Group (sg-268b): operation "
+            "error EC2: RevokeSecurityGroupEgress, https response error StatusCode: 400, api "
+            "error InvalidPermission.NotFound: The specified rule does not exist"]
+    said: list[str] = []
+    assert controller._lost_revoke_answer(SimpleNamespace(tail=tail), said.append)
+    assert "applying again" in said[0]
+    assert not controller._lost_revoke_answer(SimpleNamespace(tail=tail[:1]), said.append)

@@ -1,0 +1,146 @@
+"""Measure RB-DR-001 on the running lab: `lab.chaos node-kill` of a us-east app
+host, then `invoke replace-node --auto`, for --rounds rounds (the two app hosts'
+zones in turn).
+
+    python benchmarks/inregion.py --rounds 3 --out .drkit/bench/inregion.json
+
+Per round: the command's wall time (target <= 60 s for an app node), the run's
+RTO, each step's time from the journal, and what clients saw meanwhile: a poller
+here asks the lab's resolver for app. and GETs /health from one of its answers,
+in turn, every 50 ms (as a client with no cache would); ``failed`` counts the
+requests that got no 200, ``failed_after_dns_out`` those after the dead host
+left DNS (target 0: customers see nothing once it is out).
+
+Not measured yet (issue 14): a database replica or primary node and the zone
+failover, which need the two-zone topology with an in-region standby.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from drkit.checks.dns import resolve  # noqa: E402
+
+TARGET_APP_S = 60.0
+RESOLVER = "10.77.0.2"
+APP = "app.lab.internal"
+
+
+class Clients:
+    """GET /health through app. every 50 ms in a thread: (time, address, ok)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[float, str | None, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        turn = itertools.count()
+        while not self._stop.is_set():
+            addresses = resolve(APP, resolver=RESOLVER, timeout=1.0)["addresses"]
+            address = addresses[next(turn) % len(addresses)] if addresses else None
+            ok = False
+            if address:
+                try:
+                    with urllib.request.urlopen(f"http://{address}:8080/health",
+                                                timeout=1.0) as resp:
+                        ok = resp.status == 200
+                except OSError:
+                    ok = False
+            self.requests.append((time.time(), address, ok))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> Clients:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def drkit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "drkit", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def app_hosts() -> list[dict[str, Any]]:
+    from drkit.lab import paths
+    from drkit.lab.reconciler import read_view
+
+    rows = read_view(paths.LabPaths.from_env())["instances"]
+    return sorted((r for r in rows if r["role"] == "app" and r["dr_region"] == "us-east"
+                   and r["state"] == "running"), key=lambda r: r["zone"])
+
+
+def one_round(n: int) -> dict[str, Any]:
+    from drkit.journal import parse_ts, read_events
+
+    victim = app_hosts()[n % 2]
+    killed = drkit("lab.chaos", "node-kill", "--host", victim["instance_id"])
+    if killed.returncode:
+        raise SystemExit(f"node-kill failed: {killed.stderr[-1000:]}")
+    with Clients() as clients:
+        start = time.perf_counter()
+        proc = drkit("replace-node", "--auto", "--yes", "--json")
+        wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"replace-node failed ({proc.returncode}): "
+                         f"{(proc.stdout + proc.stderr)[-2000:]}")
+    result = next(json.loads(line) for line in reversed(proc.stdout.splitlines())
+                  if '"event": "result"' in line)
+    events = read_events(PROJECT_ROOT / ".drkit" / "runs" / result["run_id"] / "journal.jsonl")
+    steps = {e["step"]: round(e.get("duration_s") or 0.0, 2) for e in events
+             if e["event"] == "step_finished"}
+    out_at = max(parse_ts(e["ts"]).timestamp() for e in events
+                 if e["event"] == "step_finished" and e["step"] == "dns-out")
+    failed = [r for r in clients.requests if not r[2]]
+    drkit("lab.chaos", "restore")
+    return {"run_id": result["run_id"], "victim": victim["instance_id"], "zone": victim["zone"],
+            "wall_s": round(wall, 2), "rto_s": result["rto_s"], "steps_s": steps,
+            "requests": len(clients.requests), "failed": len(failed),
+            "failed_after_dns_out": sum(1 for r in failed if r[0] > out_at)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    rows = []
+    for n in range(args.rounds):
+        row = one_round(n)
+        rows.append(row)
+        verdict = "PASS" if row["wall_s"] <= TARGET_APP_S else "MISS"
+        print(f"round {n + 1}: app node {row['victim']} ({row['zone']}): wall "
+              f"{row['wall_s']:.1f} s (target {TARGET_APP_S:.0f} s) {verdict}; RTO "
+              f"{row['rto_s']:.1f} s; client requests {row['requests']}, failed "
+              f"{row['failed']} ({row['failed_after_dns_out']} after the node left DNS); "
+              f"steps {row['steps_s']}")
+    walls = [r["wall_s"] for r in rows]
+    met = sum(w <= TARGET_APP_S for w in walls)
+    print(f"app node: median wall {statistics.median(walls):.1f} s, {met}/{len(rows)} within "
+          f"{TARGET_APP_S:.0f} s; load {os.getloadavg()[0]:.2f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"target_app_s": TARGET_APP_S, "rounds": rows},
+                                       indent=2) + "\n")
+    return 0 if met == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Probes of single nodes (RB-DR-001): which of the estate's instances are
+unhealthy, what replacing one involves, and whether capacity is back.
+
+A node is unhealthy when EC2 says it is not running, when nothing answers ssh on
+it, or when its service fails its own health check (the app's GET /health,
+PostgreSQL's port). Every node is asked at once, each check with a short
+timeout: a dead node costs one timeout, not one per node.
+
+Nodes are found by instance id, private IP, or inventory name
+(``<Name tag>_<instance id>``, as Ansible lists them); a Name tag alone is shared
+by a role's hosts in a region and matches only when it names one running node.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from drkit.checks.aws import cloud_region, instances
+from drkit.checks.dns import resolve
+from drkit.registry import StepContext, probe
+
+SSH_PORT = 22
+#: Each role's service: the port it listens on and, for HTTP, its health path.
+SERVICES = {"app": {"port": 8080, "health": "/health"}, "db": {"port": 5432}}
+#: Roles RB-DR-001 replaces today (a db node needs the in-region standby, issue 14).
+REPLACEABLE_ROLES = ("app",)
+
+
+def estate_nodes(ctx: StepContext) -> list[dict[str, Any]]:
+    """Every instance of the estate that is not terminated, all regions."""
+    found: list[dict[str, Any]] = []
+    for region in sorted(ctx.env.regions):
+        found += instances(ctx, region)
+    return found
+
+
+def inventory_name(node: dict[str, Any]) -> str:
+    """The node's name in the aws_ec2 inventory (inventory/lab/aws_ec2.yml)."""
+    return f"{node['name']}_{node['id']}" if node.get("name") else node["id"]
+
+
+def find(nodes: list[dict[str, Any]], ref: str) -> list[dict[str, Any]]:
+    """The nodes ``ref`` names: an instance id, IP or inventory name exactly, else a
+    Name tag (which several nodes may share)."""
+    exact = [n for n in nodes if ref in (n["id"], n["ip"], inventory_name(n))]
+    return exact or [n for n in nodes if n["name"] == ref]
+
+
+def _tcp(ip: str, port: int, timeout: float) -> str | None:
+    """None when ``ip:port`` accepts a connection, else why not."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"no answer on port {port} ({exc.strerror or exc})"
+
+
+def _http_health(ip: str, port: int, path: str, timeout: float) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=timeout) as resp:
+            return None if resp.status == 200 else f"{path} answered {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"{path} answered {exc.code}"
+    except OSError as exc:
+        return f"{path}: no answer ({getattr(exc, 'reason', None) or exc})"
+
+
+def health(node: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
+    """``node`` with ``healthy`` and the ``problems`` found (EC2, ssh, service)."""
+    problems = []
+    if node["state"] != "running":
+        problems.append(f"EC2 state {node['state']}")
+    elif not node.get("ip"):
+        problems.append("no private IP")
+    else:
+        if why := _tcp(node["ip"], SSH_PORT, timeout):
+            problems.append(f"ssh: {why}")
+        service = SERVICES.get(node.get("role") or "")
+        if service and "health" in service:
+            why = _http_health(node["ip"], service["port"], service["health"], timeout)
+        elif service:
+            why = _tcp(node["ip"], service["port"], timeout)
+        if service and why:
+            problems.append(f"{node['role']}: {why}")
+    return {**node, "healthy": not problems, "problems": problems}
+
+
+def health_of(nodes: list[dict[str, Any]], timeout: float = 2.0) -> list[dict[str, Any]]:
+    """:func:`health` of every node, asked at once."""
+    if not nodes:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(nodes))) as pool:
+        return list(pool.map(lambda n: health(n, timeout), nodes))
+
+
+def app_record(ctx: StepContext) -> dict[str, Any]:
+    """What ``app.<zone>`` resolves to through the estate's resolver."""
+    dns = ctx.env.settings.get("dns") or {}
+    if not dns.get("zone"):
+        return {"name": None, "addresses": []}
+    return resolve(f"app.{dns['zone']}", resolver=dns.get("resolver"))
+
+
+def groups(ctx: StepContext, nodes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The Auto Scaling groups of ``nodes``: name -> {desired, members (in service)}."""
+    by_region: dict[str, set[str]] = {}
+    for n in nodes:
+        if n.get("asg"):
+            by_region.setdefault(n["region"], set()).add(n["asg"])
+    found = {}
+    for region, names in by_region.items():
+        client = ctx.env.client("autoscaling", cloud_region(ctx, region))
+        for group in client.describe_auto_scaling_groups(
+                AutoScalingGroupNames=sorted(names))["AutoScalingGroups"]:
+            found[group["AutoScalingGroupName"]] = {
+                "region": region, "desired": group["DesiredCapacity"],
+                "members": sorted(i["InstanceId"] for i in group["Instances"]
+                                  if i["LifecycleState"] == "InService")}
+    return found
+
+
+@probe("nodes.health")
+def health_probe(ctx: StepContext, nodes: list[str] | None = None,
+                 timeout: float = 2.0) -> dict[str, Any]:
+    """The health of the named nodes (instance ids), or of every node: EC2 state,
+    ssh and the service's own check. ``unhealthy`` lists the failing ids."""
+    found = estate_nodes(ctx)
+    picked = [n for n in found if not nodes or n["id"] in nodes]
+    checked = health_of(picked, timeout)
+    return {"nodes": checked, "unhealthy": [n["id"] for n in checked if not n["healthy"]],
+            "missing": sorted(set(nodes or []) - {n["id"] for n in found})}
+
+
+@probe("nodes.plan")
+def plan_probe(ctx: StepContext, nodes: list[str]) -> dict[str, Any]:
+    """What replacing ``nodes`` (instance ids) involves: each node's role, region,
+    zone and Auto Scaling group, whether app. answers with it, and the group's
+    members now (the replacement is the member that was not there). ``problems``
+    lists what makes a node irreplaceable here."""
+    found = {n["id"]: n for n in estate_nodes(ctx)}
+    problems = []
+    for node_id in nodes:
+        node = found.get(node_id)
+        if node is None:
+            problems.append(f"{node_id}: no such instance (terminated, or not the estate's)")
+        elif node.get("role") not in REPLACEABLE_ROLES:
+            problems.append(f"{node_id}: a {node.get('role')} node; replace-node replaces "
+                            f"{', '.join(REPLACEABLE_ROLES)} nodes")
+        elif not node.get("asg"):
+            problems.append(f"{node_id}: in no Auto Scaling group, so nothing would replace it")
+    picked = [found[i] for i in nodes if i in found]
+    asgs = groups(ctx, picked)
+    in_dns = set(app_record(ctx)["addresses"])
+    planned = [{**n, "in_dns": n["ip"] in in_dns, "cloud_region": cloud_region(ctx, n["region"]),
+                "group": asgs.get(n["asg"] or "", {})} for n in picked]
+    return {"nodes": planned, "problems": problems, "ok": not problems,
+            "dns_remove": sorted(n["ip"] for n in planned if n["in_dns"]),
+            "names": ", ".join(f"{n['name']} ({n['id']}, {n['ip']}, {n['zone']})"
+                               for n in planned)}
+
+
+@probe("nodes.capacity")
+def capacity_probe(ctx: StepContext, replaced: list[dict[str, Any]],
+                   replacements: list[dict[str, Any]], timeout: float = 3.0) -> dict[str, Any]:
+    """Capacity after a replacement: every group of the ``replaced`` nodes runs its
+    desired count of healthy instances, none of them a replaced node; each
+    replacement answers its health check; app. answers with the replacements of
+    nodes it answered with before, and without the replaced ones."""
+    now = {n["id"]: n for n in estate_nodes(ctx)}
+    asgs = groups(ctx, [now.get(n["id"], n) for n in replaced])
+    findings = []
+    rows = []
+    for name, group in sorted(asgs.items()):
+        members = [now[i] for i in group["members"] if i in now]
+        checked = health_of(members, timeout)
+        healthy = [n["id"] for n in checked if n["healthy"]]
+        rows.append({"group": name, "desired": group["desired"], "healthy": len(healthy)})
+        if len(healthy) < group["desired"]:
+            findings.append(f"{name}: {len(healthy)} healthy of {group['desired']} desired ("
+                            + "; ".join(f"{n['id']}: {', '.join(n['problems'])}"
+                                        for n in checked if not n["healthy"]) + ")")
+    gone = {n["id"] for n in replaced}
+    for node_id in sorted(gone):
+        if now.get(node_id, {}).get("state") in ("pending", "running"):
+            findings.append(f"{node_id}: the replaced node still runs")
+    answer = set(app_record(ctx)["addresses"])
+    wanted = {r["ip"] for r in replacements if r.get("in_dns")}
+    if missing := sorted(wanted - answer):
+        findings.append(f"app. does not answer with the replacements {', '.join(missing)}")
+    # An address a replacement took over (a subnet may hand it out again) is not stale.
+    if stale := sorted(({n["ip"] for n in replaced} - {r["ip"] for r in replacements})
+                       & answer):
+        findings.append(f"app. still answers with the replaced {', '.join(stale)}")
+    return {"groups": rows, "app_addresses": sorted(answer), "findings": findings,
+            "ok": not findings,
+            # App hosts hold no data: every acknowledged write is in the database.
+            "rpo": {"seconds": 0.0, "lost_writes": 0,
+                    "detail": {"why": "the replaced nodes hold no data (app hosts)"}}}
+
+
+def _listing(nodes: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{inventory_name(n)} ({n['ip'] or n['state']})" for n in nodes)
+
+
+def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
+           force: bool = False) -> tuple[list[dict[str, Any]], list[str], str]:
+    """The nodes ``replace-node`` acts on, from nodes with their :func:`health`:
+    ``(chosen, problems, hint)``; chosen is empty when problems are not.
+
+    ``host`` names one node (a healthy one only with ``force``); ``auto`` takes
+    every unhealthy node of a replaceable role. Pure: the CLI and its tests call it."""
+    live = [n for n in nodes if n["state"] != "terminated"]
+    if host:
+        matches = find(live, host)
+        if not matches:
+            return [], [f"no node of the estate matches {host!r}"], \
+                f"give an instance id, IP or inventory name: {_listing(live)}"
+        if len(matches) > 1:
+            return [], [f"{host!r} names {len(matches)} nodes"], \
+                f"give one of them by id: {_listing(matches)}"
+        node = matches[0]
+        if node.get("role") not in REPLACEABLE_ROLES:
+            return [], [f"{inventory_name(node)} is a {node.get('role')} node: replace-node "
+                        f"replaces {', '.join(REPLACEABLE_ROLES)} nodes until the region has "
+                        "an in-region standby"], \
+                "for a failed database primary, fail over: drkit failover --region eu-west " \
+                "--mode unplanned"
+        if node["healthy"] and not force:
+            return [], [f"{inventory_name(node)} is healthy (EC2 running, ssh and its service "
+                        "answer)"], "add --force to replace it anyway"
+        return [node], [], ""
+    sick = [n for n in live if not n["healthy"]]
+    chosen = [n for n in sick if n.get("role") in REPLACEABLE_ROLES]
+    if chosen:
+        return chosen, [], ""
+    if sick:
+        return [], [f"the unhealthy nodes are not {', '.join(REPLACEABLE_ROLES)} nodes: "
+                    + "; ".join(f"{inventory_name(n)}: {', '.join(n['problems'])}"
+                                for n in sick)], \
+            "a failed database primary is a failover: drkit failover --region eu-west " \
+            "--mode unplanned"
+    return [], ["every node is healthy: nothing to replace"], \
+        "--host ID --force replaces a healthy node"

@@ -1,0 +1,154 @@
+"""RB-DR-001 node failure on the real lab: `lab.chaos node-kill` of an app host,
+then `replace-node --auto`, killed with SIGKILL once the dead node is terminated
+and resumed.
+
+What a user cares about: the bad requests change nothing; a second run is
+refused while the first holds the lock; the dead host leaves app. before
+anything else happens and no DNS answer names it afterwards (a sampler asks the
+lab's resolver all along); its Auto Scaling group replaced it exactly once; the
+replacement answers /health, through DNS too; capacity is back to the baseline
+and the report says RTO and RPO.
+
+What it leaves behind: the baseline capacity (two us-east app hosts, one of them
+new), app. answering both, nothing broken.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from drkit.checks.dns import resolve
+from drkit.errors import ExitCode
+from tests.lab.runs import (
+    drkit,
+    journal,
+    kill_when,
+    result_of,
+    started_after,
+    task_started,
+)
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+RESOLVER = "10.77.0.2"
+APP = "app.lab.internal"
+
+
+class DnsSampler:
+    """Asks the lab's resolver for app. every 50 ms, in a thread: (time, addresses)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, list[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dns-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            answer = resolve(APP, resolver=RESOLVER, timeout=1.0)
+            self.samples.append((time.time(), answer["addresses"]))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> DnsSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def app_instances(lab) -> dict[str, dict]:
+    """The lab's us-east app instances by id, as the reconciler sees them (any state)."""
+    return {i: r for i, r in lab.view().items()
+            if r["role"] == "app" and r["dr_region"] == "us-east"}
+
+
+def health(ip: str) -> int:
+    with urllib.request.urlopen(f"http://{ip}:8080/health", timeout=5) as resp:
+        return resp.status
+
+
+def finished_at(run_id: str, step: str) -> float:
+    from drkit.journal import parse_ts
+
+    ts = [e["ts"] for e in journal(run_id) if e["event"] == "step_finished"
+          and e["step"] == step]
+    assert ts, f"run {run_id} never finished step {step}"
+    return parse_ts(ts[-1]).timestamp()
+
+
+@pytest.fixture(scope="module")
+def lab(lab_estate):
+    from tests.lab.conftest import require_site
+
+    require_site(lab_estate)
+    yield lab_estate
+    drkit("lab.chaos", "restore")
+
+
+def test_bad_requests_change_nothing(lab):
+    before = (sorted(app_instances(lab)), resolve(APP, resolver=RESOLVER)["addresses"])
+    healthy = lab.hosts(role="app", dr_region="us-east")[0]
+    db = lab.host(role="db", dr_region="us-east")
+    cases = [
+        (["--host", "i-0000000000nosuch"], "no node of the estate matches"),
+        (["--host", "lab-us-east-app"], "names 2 nodes"),
+        (["--host", healthy["instance_id"]], "is healthy"),
+        (["--host", db["ip"], "--force"], "is a db node"),
+        (["--auto"], "every node is healthy"),
+    ]
+    for args, says in cases:
+        proc = drkit("replace-node", *args, "--yes")
+        assert proc.returncode == ExitCode.BAD_INPUT, (args, proc.stdout[-1000:], proc.stderr)
+        assert says in proc.stderr and "nothing was changed" in proc.stderr, (args, proc.stderr)
+    assert (sorted(app_instances(lab)), resolve(APP, resolver=RESOLVER)["addresses"]) == before
+
+
+def test_a_killed_app_host_is_replaced_once_and_never_answered_after_it_left_dns(lab):
+    dead = next(h for h in lab.hosts(role="app", dr_region="us-east")
+                if h["zone"].endswith("a"))
+    baseline = {i for i, r in app_instances(lab).items() if r["state"] == "running"}
+    assert drkit("lab.chaos", "node-kill", "--host", dead["instance_id"]).returncode == 0
+
+    second: dict = {}
+
+    def terminated(run_id: str, since: int) -> bool:
+        if "rc" not in second and started_after(run_id, "dns-out", since):
+            other = drkit("replace-node", "--auto", "--yes")
+            second.update(rc=other.returncode, said=other.stdout + other.stderr)
+        return task_started("replace", "Wait until each group runs its desired count, "
+                            "none of them a failed node")(run_id, since)
+
+    with DnsSampler() as sampler:
+        run_id = kill_when(["replace-node", "--auto", "--yes", "--json"], None,
+                           "the dead node's termination", terminated, delay=0.5)
+        proc = drkit("replace-node", "--resume", run_id, "--yes", "--json", timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert second["rc"] == ExitCode.LOCK_HELD and "lock held by" in second["said"], second
+
+    # Replaced exactly once: the dead node is gone, one new instance took its place.
+    now = app_instances(lab)
+    running = {i for i, r in now.items() if r["state"] == "running"}
+    assert dead["instance_id"] not in running
+    new = running - baseline
+    assert len(new) == 1 and len(running) == len(baseline), (baseline, running)
+    replacement = now[new.pop()]
+    assert replacement["zone"] == dead["zone"]
+    assert health(replacement["ip"]) == 200
+
+    # DNS: app. answers with the replacement and the surviving host, and no
+    # sample after the dead host left DNS named it.
+    answer = resolve(APP, resolver=RESOLVER)["addresses"]
+    assert sorted(answer) == sorted(now[i]["ip"] for i in running), answer
+    left_dns = finished_at(run_id, "dns-out")
+    late = [(t, a) for t, a in sampler.samples if t > left_dns and dead["ip"] in a]
+    assert not late, late[:3]
+    assert any(t < left_dns and dead["ip"] in a for t, a in sampler.samples)
+
+    result = result_of(proc)
+    assert result["status"] == "succeeded" and result["targets_met"], result
+    assert result["rto_s"] is not None and result["rpo_s"] == 0, result

@@ -1,0 +1,112 @@
+"""replace-node's choice of nodes (drkit.checks.nodes.select): --host names one
+node exactly or refuses with the candidates, a healthy one only with --force, a
+database node is refused with the way out; --auto takes every unhealthy app node.
+And the health of a node is what a client would see: a port that does not
+answer, an HTTP status that is not 200."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+
+import pytest
+
+from drkit.checks.nodes import find, health, select
+
+
+def node(id_: str, ip: str, role: str = "app", *, healthy: bool = True,
+         state: str = "running", name: str | None = None) -> dict:
+    return {"id": id_, "ip": ip, "role": role, "state": state, "zone": "us-east-1a",
+            "region": "us-east", "name": name or f"lab-us-east-{role}", "asg": "g",
+            "healthy": healthy, "problems": [] if healthy else ["ssh: no answer on port 22"]}
+
+
+ESTATE = [
+    node("i-a1", "10.10.1.4"),
+    node("i-a2", "10.10.2.4", healthy=False),
+    node("i-db", "10.10.1.5", role="db"),
+    node("i-gone", "10.10.1.9", state="terminated", healthy=False),
+]
+
+
+@pytest.mark.parametrize("ref", ["i-a2", "10.10.2.4", "lab-us-east-app_i-a2"])
+def test_a_node_is_found_by_id_ip_or_inventory_name(ref):
+    chosen, problems, _ = select(ESTATE, host=ref)
+    assert [n["id"] for n in chosen] == ["i-a2"] and not problems
+
+
+def test_a_shared_name_tag_is_refused_with_the_candidates():
+    chosen, problems, hint = select(ESTATE, host="lab-us-east-app")
+    assert not chosen and "names 2 nodes" in problems[0]
+    assert "i-a1" in hint and "i-a2" in hint
+
+
+def test_an_unknown_or_terminated_node_is_refused_with_the_estate_listed():
+    for ref in ("i-nope", "i-gone"):
+        chosen, problems, hint = select(ESTATE, host=ref)
+        assert not chosen and "no node of the estate matches" in problems[0]
+        assert "lab-us-east-app_i-a1 (10.10.1.4)" in hint and "i-gone" not in hint
+
+
+def test_a_healthy_node_needs_force():
+    assert select(ESTATE, host="i-a1")[1] == [
+        "lab-us-east-app_i-a1 is healthy (EC2 running, ssh and its service answer)"]
+    assert select(ESTATE, host="i-a1", force=True)[0][0]["id"] == "i-a1"
+
+
+def test_a_database_node_is_refused_with_the_way_out():
+    chosen, problems, hint = select(ESTATE, host="i-db", force=True)
+    assert not chosen and "is a db node" in problems[0] and "drkit failover" in hint
+
+
+def test_auto_takes_the_unhealthy_app_nodes_and_refuses_when_there_are_none():
+    assert [n["id"] for n in select(ESTATE, auto=True)[0]] == ["i-a2"]
+    healthy = [n for n in ESTATE if n["id"] != "i-a2"]
+    chosen, problems, _ = select(healthy, auto=True)
+    assert not chosen and problems == ["every node is healthy: nothing to replace"]
+    sick_db = [*healthy[:1], node("i-db", "10.10.1.5", role="db", healthy=False)]
+    chosen, problems, hint = select(sick_db, auto=True)
+    assert not chosen and "not app nodes" in problems[0] and "failover" in hint
+
+
+def test_find_prefers_an_exact_match_to_a_name_tag():
+    nodes = [node("i-1", "10.0.0.1", name="web"), node("i-2", "10.0.0.2", name="i-1")]
+    assert [n["id"] for n in find(nodes, "i-1")] == ["i-1"]
+
+
+@pytest.fixture
+def app_server():
+    """A local HTTP server whose /health answers with the status the test sets."""
+    state = {"status": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(state["status"])
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], state
+    server.shutdown()
+    server.server_close()
+
+
+def test_health_is_what_a_client_sees(app_server, monkeypatch):
+    port, state = app_server
+    monkeypatch.setattr("drkit.checks.nodes.SSH_PORT", port)  # something that answers
+    monkeypatch.setitem(__import__("drkit.checks.nodes", fromlist=["SERVICES"]).SERVICES,
+                        "app", {"port": port, "health": "/health"})
+    base = {"id": "i-1", "ip": "127.0.0.1", "role": "app", "state": "running"}
+    assert health(base)["healthy"]
+    state["status"] = 503
+    assert health(base)["problems"] == ["app: /health answered 503"]
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        monkeypatch.setattr("drkit.checks.nodes.SSH_PORT", unused.getsockname()[1])
+        problems = health(base, timeout=0.5)["problems"]
+    assert problems[0].startswith("ssh: no answer on port") and len(problems) == 2
+    assert health({**base, "state": "stopped"})["problems"] == ["EC2 state stopped"]
