@@ -1,8 +1,9 @@
 """Measure RB-DR-001 on the running lab: `lab.chaos node-kill` of a us-east app
 host, then `invoke replace-node --auto`, for --rounds rounds (the two app hosts'
-zones in turn).
+zones in turn); then --replica-rounds rounds of the same for eu-west's database
+node (the synchronous standby) under a canary writing 60 rows/s through db.
 
-    python benchmarks/inregion.py --rounds 3 --out .drkit/bench/inregion.json
+    python benchmarks/inregion.py --rounds 3 --replica-rounds 2 --out .drkit/bench/inregion.json
 
 Per round: the command's wall time (target <= 60 s for an app node), the run's
 RTO, each step's time from the journal, and what clients saw meanwhile: a poller
@@ -11,8 +12,13 @@ in turn, every 50 ms (as a client with no cache would); ``failed`` counts the
 requests that got no 200, ``failed_after_dns_out`` those after the dead host
 left DNS (target 0: customers see nothing once it is out).
 
-Not measured yet (issue 14): a database replica or primary node and the zone
-failover, which need the two-zone topology with an in-region standby.
+A replica round reports the wall time, RTO, the canary's lost writes (target 0)
+and its write downtime: the longest time without an acknowledged write, which
+is how long the primary waited for the dead synchronous standby before the run
+told it to stop.
+
+Not measured yet (issue 14): a database primary node and the zone failover,
+which need the two-zone topology with an in-region standby.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -82,7 +89,7 @@ def app_hosts() -> list[dict[str, Any]]:
     from drkit.lab import paths
     from drkit.lab.reconciler import read_view
 
-    rows = read_view(paths.LabPaths.from_env())["instances"]
+    rows = read_view(paths.LabPaths.for_project(PROJECT_ROOT))["instances"]
     return sorted((r for r in rows if r["role"] == "app" and r["dr_region"] == "us-east"
                    and r["state"] == "running"), key=lambda r: r["zone"])
 
@@ -116,9 +123,44 @@ def one_round(n: int) -> dict[str, Any]:
             "failed_after_dns_out": sum(1 for r in failed if r[0] > out_at)}
 
 
+def replica_round(out: Path) -> dict[str, Any]:
+    from drkit.lab import database
+    from drkit.lab.canary import Canary
+
+    victim = next(r for r in database.topology()["nodes"].values()
+                  if r["region"] == "eu-west")
+    writer = Canary(database.canary_config(out, rate=60.0, duration_s=None))
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    time.sleep(3)
+    try:
+        killed = drkit("lab.chaos", "node-kill", "--host", victim["host"])
+        if killed.returncode:
+            raise SystemExit(f"node-kill failed: {killed.stderr[-1000:]}")
+        start = time.perf_counter()
+        proc = drkit("replace-node", "--host", victim["host"], "--yes", "--json")
+        wall = time.perf_counter() - start
+        time.sleep(3)
+    finally:
+        writer.stop()
+        thread.join(timeout=60)
+    if proc.returncode:
+        raise SystemExit(f"replace-node failed ({proc.returncode}): "
+                         f"{(proc.stdout + proc.stderr)[-2000:]}")
+    result = next(json.loads(line) for line in reversed(proc.stdout.splitlines())
+                  if '"event": "result"' in line)
+    report = database.canary_report(out)
+    drkit("lab.chaos", "restore")
+    return {"run_id": result["run_id"], "victim": victim["instance_id"],
+            "wall_s": round(wall, 2), "rto_s": result["rto_s"],
+            "acknowledged": report["acknowledged"], "lost": report["lost"],
+            "write_unavailable_s": report["write_unavailable_s"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--replica-rounds", type=int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = []
@@ -133,13 +175,23 @@ def main() -> int:
               f"steps {row['steps_s']}")
     walls = [r["wall_s"] for r in rows]
     met = sum(w <= TARGET_APP_S for w in walls)
-    print(f"app node: median wall {statistics.median(walls):.1f} s, {met}/{len(rows)} within "
-          f"{TARGET_APP_S:.0f} s; load {os.getloadavg()[0]:.2f}")
+    if walls:
+        print(f"app node: median wall {statistics.median(walls):.1f} s, {met}/{len(rows)} "
+              f"within {TARGET_APP_S:.0f} s; load {os.getloadavg()[0]:.2f}")
+    replicas = []
+    for n in range(args.replica_rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            row = replica_round(Path(tmp))
+        replicas.append(row)
+        print(f"replica round {n + 1}: eu-west db {row['victim']}: wall {row['wall_s']:.1f} s; "
+              f"RTO {row['rto_s']:.1f} s; canary {row['acknowledged']} acknowledged, "
+              f"{row['lost']} lost (target 0); write downtime {row['write_unavailable_s']} s")
+    lost = sum(r["lost"] for r in replicas)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"target_app_s": TARGET_APP_S, "rounds": rows},
-                                       indent=2) + "\n")
-    return 0 if met == len(rows) else 1
+        args.out.write_text(json.dumps({"target_app_s": TARGET_APP_S, "rounds": rows,
+                                        "replica_rounds": replicas}, indent=2) + "\n")
+    return 0 if met == len(rows) and lost == 0 else 1
 
 
 if __name__ == "__main__":

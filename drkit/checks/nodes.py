@@ -26,8 +26,11 @@ from drkit.registry import StepContext, probe
 SSH_PORT = 22
 #: Each role's service: the port it listens on and, for HTTP, its health path.
 SERVICES = {"app": {"port": 8080, "health": "/health"}, "db": {"port": 5432}}
-#: Roles RB-DR-001 replaces today (a db node needs the in-region standby, issue 14).
-REPLACEABLE_ROLES = ("app",)
+#: Roles RB-DR-001 replaces: app hosts, and db nodes that are replicas (a primary
+#: needs the in-region standby, issue 14: until then it is a region failover).
+REPLACEABLE_ROLES = ("app", "db")
+PRIMARY_WAY_OUT = ("a failed database primary is a region failover until the region has an "
+                   "in-region standby: drkit failover --region eu-west --mode unplanned")
 
 
 def estate_nodes(ctx: StepContext) -> list[dict[str, Any]]:
@@ -123,6 +126,32 @@ def groups(ctx: StepContext, nodes: list[dict[str, Any]]) -> dict[str, dict[str,
     return found
 
 
+def database_primary(ctx: StepContext, secret: str) -> dict[str, Any]:
+    """Where the database primary is: ``{"id", "ip"}`` of the node that answers as
+    primary, else of the node db. points at (None when neither is known)."""
+    from drkit.checks.estate import topology_probe
+
+    topology = topology_probe(ctx, secret, timeout=2.0)
+    node = topology["nodes"].get(topology["primary_region"] or "")
+    if node:
+        return {"id": node["instance_id"], "ip": node["host"], "answers": True}
+    region = topology["dns_primary_region"]
+    node = topology["nodes"].get(region or "")
+    if node and node.get("host"):
+        return {"id": node.get("instance_id"), "ip": node["host"], "answers": False}
+    return {"id": None, "ip": None, "answers": False}
+
+
+def possible_primaries(nodes: list[dict[str, Any]], primary: dict[str, Any]) -> frozenset[str]:
+    """The db nodes that are, or may be, the primary: the one found, and, when no
+    node answers as primary, every db node that is not healthy (it may be the
+    primary that died; replacing it as a replica would lose the database)."""
+    found = {primary["id"]} if primary.get("id") else set()
+    if not primary.get("answers"):
+        found |= {n["id"] for n in nodes if n.get("role") == "db" and not n.get("healthy", True)}
+    return frozenset(found)
+
+
 @probe("nodes.health")
 def health_probe(ctx: StepContext, nodes: list[str] | None = None,
                  timeout: float = 2.0) -> dict[str, Any]:
@@ -136,12 +165,16 @@ def health_probe(ctx: StepContext, nodes: list[str] | None = None,
 
 
 @probe("nodes.plan")
-def plan_probe(ctx: StepContext, nodes: list[str]) -> dict[str, Any]:
+def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any]:
     """What replacing ``nodes`` (instance ids) involves: each node's role, region,
     zone and Auto Scaling group, whether app. answers with it, and the group's
-    members now (the replacement is the member that was not there). ``problems``
-    lists what makes a node irreplaceable here."""
+    members now (the replacement is the member that was not there); for db nodes,
+    the primary (``primary``: id, ip) and the replicas' application names
+    (``sync_gone``). ``problems`` lists what makes a node irreplaceable here.
+    ``secret``: the db credentials secret, REGION standing for the region."""
     found = {n["id"]: n for n in estate_nodes(ctx)}
+    picked_roles = {found[i].get("role") for i in nodes if i in found}
+    primary = database_primary(ctx, secret) if "db" in picked_roles else {}
     problems = []
     for node_id in nodes:
         node = found.get(node_id)
@@ -152,12 +185,19 @@ def plan_probe(ctx: StepContext, nodes: list[str]) -> dict[str, Any]:
                             f"{', '.join(REPLACEABLE_ROLES)} nodes")
         elif not node.get("asg"):
             problems.append(f"{node_id}: in no Auto Scaling group, so nothing would replace it")
+        elif node["role"] == "db" and (node_id == primary.get("id") or not primary.get("answers")):
+            problems.append(f"{node_id}: " + ("the database primary" if node_id == primary.get("id")
+                                              else "no node answers as the database primary")
+                            + f"; {PRIMARY_WAY_OUT}")
     picked = [found[i] for i in nodes if i in found]
     asgs = groups(ctx, picked)
     in_dns = set(app_record(ctx)["addresses"])
     planned = [{**n, "in_dns": n["ip"] in in_dns, "cloud_region": cloud_region(ctx, n["region"]),
                 "group": asgs.get(n["asg"] or "", {})} for n in picked]
     return {"nodes": planned, "problems": problems, "ok": not problems,
+            "roles": sorted({n["role"] for n in planned}), "primary": primary,
+            "sync_gone": sorted(n["region"].replace("-", "_") for n in planned
+                                if n["role"] == "db"),
             "dns_remove": sorted(n["ip"] for n in planned if n["in_dns"]),
             "names": ", ".join(f"{n['name']} ({n['id']}, {n['ip']}, {n['zone']})"
                                for n in planned)}
@@ -165,11 +205,13 @@ def plan_probe(ctx: StepContext, nodes: list[str]) -> dict[str, Any]:
 
 @probe("nodes.capacity")
 def capacity_probe(ctx: StepContext, replaced: list[dict[str, Any]],
-                   replacements: list[dict[str, Any]], timeout: float = 3.0) -> dict[str, Any]:
+                   replacements: list[dict[str, Any]], secret: str = "",
+                   primary_ip: str = "", timeout: float = 3.0) -> dict[str, Any]:
     """Capacity after a replacement: every group of the ``replaced`` nodes runs its
     desired count of healthy instances, none of them a replaced node; each
     replacement answers its health check; app. answers with the replacements of
-    nodes it answered with before, and without the replaced ones."""
+    nodes it answered with before, and without the replaced ones; a db
+    replacement streams from ``primary_ip`` (credentials from ``secret``)."""
     now = {n["id"]: n for n in estate_nodes(ctx)}
     asgs = groups(ctx, [now.get(n["id"], n) for n in replaced])
     findings = []
@@ -187,6 +229,19 @@ def capacity_probe(ctx: StepContext, replaced: list[dict[str, Any]],
     for node_id in sorted(gone):
         if now.get(node_id, {}).get("state") in ("pending", "running"):
             findings.append(f"{node_id}: the replaced node still runs")
+    db_new = [r for r in replacements if r.get("role") == "db"]
+    if db_new:
+        from drkit.checks.estate import db_credentials, dsn
+        from drkit.checks.postgres import replication_status
+
+        creds = db_credentials(ctx, secret, ctx.env.regions_primary_first())
+        for r in db_new:
+            status = replication_status(dsn(r["ip"], creds), timeout=timeout)
+            sender = (status.get("receiver") or {}).get("sender_host")
+            if not status["streaming"] or sender != primary_ip:
+                findings.append(f"{r['id']}: not streaming from the primary {primary_ip} "
+                                f"(streaming {status['streaming']}, from {sender}; "
+                                f"{status.get('error') or 'no error'})")
     answer = set(app_record(ctx)["addresses"])
     wanted = {r["ip"] for r in replacements if r.get("in_dns")}
     if missing := sorted(wanted - answer):
@@ -197,9 +252,11 @@ def capacity_probe(ctx: StepContext, replaced: list[dict[str, Any]],
         findings.append(f"app. still answers with the replaced {', '.join(stale)}")
     return {"groups": rows, "app_addresses": sorted(answer), "findings": findings,
             "ok": not findings,
-            # App hosts hold no data: every acknowledged write is in the database.
+            # App hosts hold no data, and a replica's is the primary's: every
+            # acknowledged write is on the primary.
             "rpo": {"seconds": 0.0, "lost_writes": 0,
-                    "detail": {"why": "the replaced nodes hold no data (app hosts)"}}}
+                    "detail": {"why": "the replaced nodes held no data of their own (app "
+                                      "hosts, replicas)"}}}
 
 
 def _listing(nodes: list[dict[str, Any]]) -> str:
@@ -207,12 +264,15 @@ def _listing(nodes: list[dict[str, Any]]) -> str:
 
 
 def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
-           force: bool = False) -> tuple[list[dict[str, Any]], list[str], str]:
+           force: bool = False, primaries: frozenset[str] = frozenset(),
+           ) -> tuple[list[dict[str, Any]], list[str], str]:
     """The nodes ``replace-node`` acts on, from nodes with their :func:`health`:
     ``(chosen, problems, hint)``; chosen is empty when problems are not.
 
     ``host`` names one node (a healthy one only with ``force``); ``auto`` takes
-    every unhealthy node of a replaceable role. Pure: the CLI and its tests call it."""
+    every unhealthy node of a replaceable role. ``primaries``: the db nodes that
+    are, or may be, the database primary (:func:`possible_primaries`); they are
+    refused. Pure: the CLI and its tests call it."""
     live = [n for n in nodes if n["state"] != "terminated"]
     if host:
         matches = find(live, host)
@@ -225,23 +285,24 @@ def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
         node = matches[0]
         if node.get("role") not in REPLACEABLE_ROLES:
             return [], [f"{inventory_name(node)} is a {node.get('role')} node: replace-node "
-                        f"replaces {', '.join(REPLACEABLE_ROLES)} nodes until the region has "
-                        "an in-region standby"], \
-                "for a failed database primary, fail over: drkit failover --region eu-west " \
-                "--mode unplanned"
+                        f"replaces {' and '.join(REPLACEABLE_ROLES)} nodes"], \
+                "name an app host or a database replica"
+        if node["id"] in primaries:
+            return [], [f"{inventory_name(node)} is (or may be) the database primary"], \
+                PRIMARY_WAY_OUT
         if node["healthy"] and not force:
             return [], [f"{inventory_name(node)} is healthy (EC2 running, ssh and its service "
                         "answer)"], "add --force to replace it anyway"
         return [node], [], ""
     sick = [n for n in live if not n["healthy"]]
-    chosen = [n for n in sick if n.get("role") in REPLACEABLE_ROLES]
+    chosen = [n for n in sick if n.get("role") in REPLACEABLE_ROLES and n["id"] not in primaries]
     if chosen:
         return chosen, [], ""
     if sick:
-        return [], [f"the unhealthy nodes are not {', '.join(REPLACEABLE_ROLES)} nodes: "
-                    + "; ".join(f"{inventory_name(n)}: {', '.join(n['problems'])}"
-                                for n in sick)], \
-            "a failed database primary is a failover: drkit failover --region eu-west " \
-            "--mode unplanned"
+        return [], ["no unhealthy node is an app host or a database replica: "
+                    + "; ".join(f"{inventory_name(n)}"
+                                + (" (the database primary)" if n["id"] in primaries else "")
+                                + f": {', '.join(n['problems'])}" for n in sick)], \
+            PRIMARY_WAY_OUT
     return [], ["every node is healthy: nothing to replace"], \
         "--host ID --force replaces a healthy node"

@@ -3,8 +3,10 @@ is dead or sick.
 
 The node is resolved before a run starts: ``--host`` names it, ``--auto`` finds
 the unhealthy ones (drkit.checks.nodes: EC2 state, ssh, the service's health,
-every node at once). A bad request exits 2 and changes nothing; the run gets the
-chosen instance ids, so a resumed run acts on the same nodes.
+every node at once). App hosts and database replicas are replaced; the database
+primary is refused (a region failover until the in-region standby exists). A bad
+request exits 2 and changes nothing; the run gets the chosen instance ids, so a
+resumed run acts on the same nodes.
 """
 
 from __future__ import annotations
@@ -18,19 +20,30 @@ from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
 NODE_RUNBOOK = "RB-DR-001"
+DB_SECRET = "drkit/{estate}/REGION/db-credentials"
 
 
 def _choose_nodes(params: dict, host: str, auto: bool, force: bool):
     """check_env: resolve --host / --auto against the estate into params["nodes"]."""
     def check(environment) -> None:
-        from drkit.checks.nodes import estate_nodes, health_of, inventory_name, select
+        from drkit.checks.nodes import (
+            database_primary,
+            estate_nodes,
+            health_of,
+            inventory_name,
+            possible_primaries,
+            select,
+        )
         from drkit.project import find_project
         from drkit.registry import StepContext
 
         project = find_project()
         ctx = StepContext(env=environment, project=project, run_dir=project.state_dir)
         nodes = health_of(estate_nodes(ctx))
-        chosen, problems, hint = select(nodes, host=host, auto=auto, force=force)
+        secret = DB_SECRET.format(estate=environment.settings.get("estate", "lab"))
+        primaries = possible_primaries(nodes, database_primary(ctx, secret))
+        chosen, problems, hint = select(nodes, host=host, auto=auto, force=force,
+                                        primaries=primaries)
         if problems:
             raise ConfigError("replace-node: " + "; ".join(problems),
                               hint=f"{hint}; nothing was changed")
@@ -53,8 +66,9 @@ def _choose_nodes(params: dict, host: str, auto: bool, force: bool):
 def replace_node(c, host="", auto=False, force=False, incident_start="", dry_run=False,
                  yes=False, resume="", env="", json_=False, break_lock=False, from_="",
                  only="", severity=""):
-    """RB-DR-001: take a failed node out of DNS, let its Auto Scaling group replace it,
-    configure the replacement, put it in DNS and verify capacity is back."""
+    """RB-DR-001: replace a failed app host or database replica through its Auto Scaling
+    group (out of DNS / out of the synchronous standbys first), configure the replacement
+    (app and secrets / a streaming replica), put it back and verify capacity."""
     check_env = None
     params: dict = {}
     if not resume:

@@ -1,16 +1,22 @@
-"""RB-DR-001 node failure on the real lab: `lab.chaos node-kill` of an app host,
-then `replace-node --auto`, killed with SIGKILL once the dead node is terminated
-and resumed.
+"""RB-DR-001 node failure on the real lab, in two scenarios:
 
-What a user cares about: the bad requests change nothing; a second run is
-refused while the first holds the lock; the dead host leaves app. before
-anything else happens and no DNS answer names it afterwards (a sampler asks the
-lab's resolver all along); its Auto Scaling group replaced it exactly once; the
-replacement answers /health, through DNS too; capacity is back to the baseline
-and the report says RTO and RPO.
+1. `lab.chaos node-kill` of an app host, then `replace-node --auto`, killed with
+   SIGKILL once the dead node is terminated, and resumed: a second run is
+   refused while the first holds the lock; the dead host leaves app. before
+   anything else happens and no DNS answer names it afterwards (a sampler asks
+   the lab's resolver all along); its Auto Scaling group replaced it exactly
+   once; the replacement answers /health, through DNS too; capacity is back to
+   the baseline and the report says RTO and RPO.
+2. node-kill of eu-west's database node (the synchronous standby) under canary
+   load, then `replace-node --host`, killed during the base backup and resumed:
+   no acknowledged write is lost, the primary's writes resume once it stops
+   waiting for the dead standby, the replacement streams from the primary as the
+   synchronous standby again.
 
-What it leaves behind: the baseline capacity (two us-east app hosts, one of them
-new), app. answering both, nothing broken.
+And the bad requests change nothing (the primary is refused, with the way out).
+
+What it leaves behind: the baseline capacity (new app and eu-west db instances),
+app. answering both app hosts, eu-west streaming synchronously, nothing broken.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import pytest
 from drkit.checks.dns import resolve
 from drkit.errors import ExitCode
 from tests.lab.runs import (
+    Canary,
     drkit,
     journal,
     kill_when,
@@ -98,7 +105,7 @@ def test_bad_requests_change_nothing(lab):
         (["--host", "i-0000000000nosuch"], "no node of the estate matches"),
         (["--host", "lab-us-east-app"], "names 2 nodes"),
         (["--host", healthy["instance_id"]], "is healthy"),
-        (["--host", db["ip"], "--force"], "is a db node"),
+        (["--host", db["ip"], "--force"], "is (or may be) the database primary"),
         (["--auto"], "every node is healthy"),
     ]
     for args, says in cases:
@@ -152,3 +159,32 @@ def test_a_killed_app_host_is_replaced_once_and_never_answered_after_it_left_dns
     result = result_of(proc)
     assert result["status"] == "succeeded" and result["targets_met"], result
     assert result["rto_s"] is not None and result["rpo_s"] == 0, result
+
+
+def test_a_killed_synchronous_standby_is_rebuilt_without_losing_a_write(lab, tmp_path):
+    from drkit.lab import database
+
+    dead = lab.host(role="db", dr_region="eu-west")
+    primary = lab.host(role="db", dr_region="us-east")
+    with Canary(tmp_path / "canary") as canary:
+        assert drkit("lab.chaos", "node-kill", "--host", dead["ip"]).returncode == 0
+        run_id = kill_when(["replace-node", "--host", dead["ip"], "--yes", "--json"], None,
+                           "the base backup", task_started(
+                               "rebuild", "Take a base backup of the primary through the "
+                               "replica's slot"), delay=0.3)
+        proc = drkit("replace-node", "--resume", run_id, "--yes", "--json", timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        canary.keep_writing()
+    report = canary.report()
+    print(f"canary: {report['acknowledged']} acknowledged, {report['lost']} lost, longest "
+          f"write gap {report['write_unavailable_s']} s")
+    assert report["acknowledged"] > 0 and report["lost"] == 0, report
+
+    node = database.topology()["nodes"]["eu-west"]
+    assert node["instance_id"] != dead["instance_id"] and node["streaming"], node
+    assert node["receiver"]["sender_host"] == primary["ip"], node
+    assert node["sync_state"] == "sync", node
+    result = result_of(proc)
+    assert result["status"] == "succeeded" and result["rpo_s"] == 0, result
+    said = [e for e in journal(run_id) if e["event"] == "step_output" and e["step"] == "sync-out"]
+    assert said, "the primary was never told to stop waiting for the dead standby"

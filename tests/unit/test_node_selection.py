@@ -1,6 +1,7 @@
 """replace-node's choice of nodes (drkit.checks.nodes.select): --host names one
-node exactly or refuses with the candidates, a healthy one only with --force, a
-database node is refused with the way out; --auto takes every unhealthy app node.
+node exactly or refuses with the candidates, a healthy one only with --force, the
+database primary (or a db node that may be it) is refused with the way out;
+--auto takes every unhealthy app host and database replica.
 And the health of a node is what a client would see: a port that does not
 answer, an HTTP status that is not 200."""
 
@@ -12,7 +13,7 @@ import threading
 
 import pytest
 
-from drkit.checks.nodes import find, health, select
+from drkit.checks.nodes import find, health, possible_primaries, select
 
 
 def node(id_: str, ip: str, role: str = "app", *, healthy: bool = True,
@@ -26,8 +27,10 @@ ESTATE = [
     node("i-a1", "10.10.1.4"),
     node("i-a2", "10.10.2.4", healthy=False),
     node("i-db", "10.10.1.5", role="db"),
+    node("i-replica", "10.20.1.4", role="db"),
     node("i-gone", "10.10.1.9", state="terminated", healthy=False),
 ]
+PRIMARY = frozenset({"i-db"})
 
 
 @pytest.mark.parametrize("ref", ["i-a2", "10.10.2.4", "lab-us-east-app_i-a2"])
@@ -55,19 +58,32 @@ def test_a_healthy_node_needs_force():
     assert select(ESTATE, host="i-a1", force=True)[0][0]["id"] == "i-a1"
 
 
-def test_a_database_node_is_refused_with_the_way_out():
-    chosen, problems, hint = select(ESTATE, host="i-db", force=True)
-    assert not chosen and "is a db node" in problems[0] and "drkit failover" in hint
+def test_the_database_primary_is_refused_with_the_way_out_and_a_replica_is_not():
+    chosen, problems, hint = select(ESTATE, host="i-db", force=True, primaries=PRIMARY)
+    assert not chosen and "is (or may be) the database primary" in problems[0]
+    assert "drkit failover" in hint
+    assert select(ESTATE, host="i-replica", force=True, primaries=PRIMARY)[0][0]["role"] == "db"
 
 
-def test_auto_takes_the_unhealthy_app_nodes_and_refuses_when_there_are_none():
-    assert [n["id"] for n in select(ESTATE, auto=True)[0]] == ["i-a2"]
+def test_auto_takes_unhealthy_app_hosts_and_replicas_never_the_primary():
+    sick_replica = node("i-replica", "10.20.1.4", role="db", healthy=False)
+    estate = [*ESTATE[:3], sick_replica]
+    assert [n["id"] for n in select(estate, auto=True, primaries=PRIMARY)[0]] == [
+        "i-a2", "i-replica"]
     healthy = [n for n in ESTATE if n["id"] != "i-a2"]
-    chosen, problems, _ = select(healthy, auto=True)
+    chosen, problems, _ = select(healthy, auto=True, primaries=PRIMARY)
     assert not chosen and problems == ["every node is healthy: nothing to replace"]
-    sick_db = [*healthy[:1], node("i-db", "10.10.1.5", role="db", healthy=False)]
-    chosen, problems, hint = select(sick_db, auto=True)
-    assert not chosen and "not app nodes" in problems[0] and "failover" in hint
+    sick_primary = [*healthy[:1], node("i-db", "10.10.1.5", role="db", healthy=False)]
+    chosen, problems, hint = select(sick_primary, auto=True, primaries=PRIMARY)
+    assert not chosen and "(the database primary)" in problems[0] and "failover" in hint
+
+
+def test_a_dead_db_node_may_be_the_primary_when_none_answers():
+    dead = node("i-db", "10.10.1.5", role="db", healthy=False)
+    live = node("i-replica", "10.20.1.4", role="db")
+    assert possible_primaries([dead, live], {"id": None, "answers": False}) == {"i-db"}
+    assert possible_primaries([dead, live], {"id": "i-replica", "answers": True}) == {
+        "i-replica"}
 
 
 def test_find_prefers_an_exact_match_to_a_name_tag():
