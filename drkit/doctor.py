@@ -72,6 +72,7 @@ CHECKS: list[tuple[str, Callable[[], str], bool]] = [
     ("pgBackRest", _binary("pgbackrest", "/usr/bin/pgbackrest", "pgbackrest"), True),
     ("sshd (lab)", _binary("sshd", "/usr/sbin/sshd", "openssh-server"), True),
     ("ip (lab)", _binary("ip", None, "iproute2"), True),
+    ("nft (lab security groups)", _binary("nft", "/usr/sbin/nft", "nftables"), True),
     ("dig (lab)", _binary("dig", None, "dnsutils"), False),
 ]
 

@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 
 from drkit.errors import LabError
 from drkit.fsutil import atomic_write_json
-from drkit.lab import hosts, netns, paths
+from drkit.lab import hosts, netns, paths, security_groups
 from drkit.lab.hosts import HostSpec
 
 log = logging.getLogger("drkit.lab.reconciler")
@@ -57,6 +57,7 @@ class Instance:
     spec: HostSpec | None
     vpc_cidr: str | None
     unhostable: str | None = None  # why it cannot get a host, when it cannot
+    groups: tuple[str, ...] = ()  # security group ids
 
 
 def read_chaos(lab: paths.LabPaths) -> dict[str, list[str]]:
@@ -83,6 +84,8 @@ class Observer:
         self._first = True  # the first pass lists every instance, terminated ones too
         self._live: dict[str, Instance] = {}  # listed by the last pass, not terminated
         self._ended: dict[str, Instance] = {}  # terminated: EC2 never changes them again
+        self._groups: dict[str, dict[str, Any]] = {}
+        self._groups_at = float("-inf")
 
     def _subnet(self, region: str, subnet_id: str) -> dict[str, Any]:
         if subnet_id not in self._subnets:
@@ -144,7 +147,21 @@ class Observer:
             subnet_cidr=subnet["CidrBlock"], zone=raw["Placement"]["AvailabilityZone"],
             region=region, role=tags.get("Role", ""), dr_region=tags.get("DrRegion", ""),
         )
-        return Instance(iid, region, state, spec, vpc["CidrBlock"])
+        groups = tuple(sorted(g["GroupId"] for g in raw.get("SecurityGroups", [])))
+        return Instance(iid, region, state, spec, vpc["CidrBlock"], groups=groups)
+
+    def security_groups(self, max_age: float = 1.0) -> dict[str, dict[str, Any]]:
+        """Every security group of every lab region by id, listed at most every
+        ``max_age`` seconds (a group's rules change rarely; a pass is 0.5 s)."""
+        now = time.monotonic()
+        if now - self._groups_at > max_age:
+            found = {}
+            for region in self.regions:
+                pages = self._ec2[region].get_paginator("describe_security_groups").paginate()
+                for page in pages:
+                    found.update({g["GroupId"]: g for g in page["SecurityGroups"]})
+            self._groups, self._groups_at = found, now
+        return self._groups
 
 
 class Reconciler:
@@ -154,6 +171,7 @@ class Reconciler:
         self.lab = lab
         self.observer = observer
         self._ssh_ready: dict[str, bool] = {}
+        self._filters: dict[str, str | None] = {}  # instance id -> nft script applied
         self._last_view: Any = None
         self._last_error: dict[str, str] = {}
 
@@ -184,6 +202,7 @@ class Reconciler:
             hosts.stop_host(self.lab, iid, delete_disk=True)
             decisions.append(f"{iid}: host without an instance -> removed namespace and disk")
         decisions += self._remove_orphan_disks(instances)
+        decisions += self._enforce_security_groups(instances, chaos)
         for line in decisions:
             log.info("%s", line)
         self._write_view(instances, chaos)
@@ -222,6 +241,43 @@ class Reconciler:
             hosts.stop_host(self.lab, iid, delete_disk=True)
             return f"{iid}: {inst.state} -> disk deleted"
         return None
+
+    def _enforce_security_groups(self, instances: dict[str, Instance],
+                                 chaos: dict[str, list[str]]) -> list[str]:
+        """Each running host filtered by its security groups (drkit.lab.security_groups);
+        a host's filter is rewritten only when its groups or their rules changed."""
+        try:
+            groups = self.observer.security_groups()
+        except Exception as exc:  # the control plane did not answer: next pass
+            self._note("security-groups", f"security groups not listed ({exc}); retrying")
+            return []
+        self._last_error.pop("security-groups", None)
+        hosted = set(hosts.hosted_instances())
+        running = [i for i in instances.values() if i.state == "running" and i.spec
+                   and i.instance_id in hosted and i.instance_id not in chaos["killed"]]
+        members: dict[str, list[str]] = {}
+        for inst in running:
+            for gid in inst.groups:
+                members.setdefault(gid, []).append(inst.spec.address)
+        decisions = []
+        for inst in running:
+            script = security_groups.ruleset([groups[g] for g in inst.groups if g in groups],
+                                             members)
+            iid = inst.instance_id
+            if iid in self._filters and self._filters[iid] == script:
+                continue
+            try:
+                security_groups.apply(inst.spec.ns, script)
+            except LabError as exc:
+                self._note(f"sg-{iid}", f"{iid}: {exc}")
+                continue
+            self._last_error.pop(f"sg-{iid}", None)
+            self._filters[iid] = script
+            decisions.append(f"{iid}: security groups {', '.join(inst.groups) or 'none'} -> "
+                             + ("filtered" if script else "not filtered (default group)"))
+        for iid in set(self._filters) - {i.instance_id for i in running}:
+            del self._filters[iid]  # down, gone or killed: rewritten when it is back
+        return decisions
 
     def _boot(self, inst: Instance, killed: bool, chaos: dict[str, list[str]]) -> str:
         spec = inst.spec

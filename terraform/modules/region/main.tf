@@ -91,7 +91,9 @@ resource "aws_security_group" "hosts" {
 resource "aws_vpc_security_group_ingress_rule" "hosts" {
   for_each = {
     for pair in setproduct(
-      [{ name = "ssh", port = 22 }, { name = "postgres", port = 5432 }, { name = "app", port = 8080 }],
+      # pgBackRest's TLS server (drkit.backup.tls.port): backups from a standby.
+      [{ name = "ssh", port = 22 }, { name = "postgres", port = 5432 }, { name = "app", port = 8080 },
+      { name = "pgbackrest", port = 8432 }],
       var.allowed_cidrs,
     ) : "${pair[0].name}-${pair[1]}" => { port = pair[0].port, cidr = pair[1], name = pair[0].name }
   }

@@ -135,8 +135,8 @@ run "security_group_opens_the_service_ports_to_the_estate_only" {
   command = plan
 
   assert {
-    condition     = length(aws_vpc_security_group_ingress_rule.hosts) == 12
-    error_message = "3 ports x 4 CIDRs"
+    condition     = length(aws_vpc_security_group_ingress_rule.hosts) == 16
+    error_message = "4 ports (ssh, PostgreSQL, app, pgBackRest TLS) x 4 CIDRs"
   }
   assert {
     condition     = aws_vpc_security_group_ingress_rule.hosts["postgres-10.10.0.0/16"].from_port == 5432
