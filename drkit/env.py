@@ -8,6 +8,7 @@ settings is reported at once with its dotted path.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ DEFAULT_ENV = "lab"
 _TOP_KEYS = {
     "estate", "aws", "control_region", "terraform", "regions", "dns", "targets",
     "notify", "severities", "lock", "lab", "postgres", "backup", "keys", "rehearsals",
+    "quarantine",
 }
 _REGION_ROLES = {"primary", "hot-standby", "warm-standby", "standby"}
 _LOCK_BACKENDS = {"file", "dynamodb"}
@@ -249,6 +251,19 @@ def validate_settings(s: dict[str, Any], project_root: Path | None = None) -> li
         problems += _backup_problems(s["backup"], regions if isinstance(regions, dict) else {})
     if "keys" in s:
         problems += keys_settings.problems(s["keys"])
+    if "quarantine" in s and need_map(s["quarantine"], "drkit.quarantine"):
+        unknown(s["quarantine"], {"bastion_cidrs"}, "drkit.quarantine")
+        cidrs = s["quarantine"].get("bastion_cidrs")
+        if not isinstance(cidrs, list) or not cidrs:
+            problems.append("drkit.quarantine.bastion_cidrs: list the networks the bastion "
+                            "reaches hosts from (e.g. [10.0.0.0/28])")
+        else:
+            for i, cidr in enumerate(cidrs):
+                try:
+                    ipaddress.ip_network(str(cidr))
+                except ValueError:
+                    problems.append(f"drkit.quarantine.bastion_cidrs[{i}]: {cidr!r} is not a "
+                                    "network (e.g. 10.0.0.0/28)")
     if "rehearsals" in s:
         problems += rehearsal_problems(s["rehearsals"], s.get("notify"))
     for key in ("terraform", "dns", "lab"):

@@ -62,7 +62,8 @@ def fingerprint(instances: list[dict[str, Any]]) -> str:
     rows = sorted(
         (i.get("InstanceId"), (i.get("State") or {}).get("Name"), i.get("PrivateIpAddress"),
          (i.get("Placement") or {}).get("AvailabilityZone"),
-         sorted((t.get("Key"), t.get("Value")) for t in i.get("Tags") or []))
+         sorted((t.get("Key"), t.get("Value")) for t in i.get("Tags") or []),
+         sorted(g.get("GroupId") or "" for g in i.get("SecurityGroups") or []))
         for i in instances)
     return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
 

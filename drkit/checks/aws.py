@@ -33,7 +33,11 @@ def instances(ctx: StepContext, region: str, role: str | None = None,
                             "zone": inst["Placement"]["AvailabilityZone"],
                             "role": tags.get("Role"), "name": tags.get("Name"),
                             "region": region,
-                            "asg": tags.get("aws:autoscaling:groupName")})
+                            "asg": tags.get("aws:autoscaling:groupName"),
+                            # RB-DR-005 --isolate moves a host into <estate>-<region>-quarantine:
+                            # out of the estate's service, kept for forensics.
+                            "quarantined": any(g.get("GroupName", "").endswith("-quarantine")
+                                               for g in inst.get("SecurityGroups", []))})
     return sorted(out, key=lambda i: (i["role"] or "", i["zone"], i["ip"] or ""))
 
 

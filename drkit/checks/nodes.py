@@ -192,13 +192,19 @@ def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any
     picked = [found[i] for i in nodes if i in found]
     asgs = groups(ctx, picked)
     in_dns = set(app_record(ctx)["addresses"])
-    planned = [{**n, "in_dns": n["ip"] in in_dns, "cloud_region": cloud_region(ctx, n["region"]),
+    # app. holds the serving region's app hosts: a replacement there joins it, even
+    # when the node it replaces was out already (taken out by hand, or quarantined).
+    serving = {n["region"] for n in found.values() if n.get("role") == "app"
+               and n["ip"] in in_dns}
+    planned = [{**n, "in_dns": (n["ip"] in in_dns
+                                or (n.get("role") == "app" and n["region"] in serving)),
+                "cloud_region": cloud_region(ctx, n["region"]),
                 "group": asgs.get(n["asg"] or "", {})} for n in picked]
     return {"nodes": planned, "problems": problems, "ok": not problems,
             "roles": sorted({n["role"] for n in planned}), "primary": primary,
             "sync_gone": sorted(n["region"].replace("-", "_") for n in planned
                                 if n["role"] == "db"),
-            "dns_remove": sorted(n["ip"] for n in planned if n["in_dns"]),
+            "dns_remove": sorted(n["ip"] for n in planned if n["ip"] in in_dns),
             "names": ", ".join(f"{n['name']} ({n['id']}, {n['ip']}, {n['zone']})"
                                for n in planned)}
 
@@ -306,3 +312,66 @@ def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
             PRIMARY_WAY_OUT
     return [], ["every node is healthy: nothing to replace"], \
         "--host ID --force replaces a healthy node"
+
+
+@probe("nodes.isolation_plan")
+def isolation_plan_probe(ctx: StepContext, nodes: list[str]) -> dict[str, Any]:
+    """What isolating ``nodes`` (instance ids, RB-DR-005 --isolate) involves: each
+    must be a running app host; whether app. answers with it (it leaves first, so
+    the others serve)."""
+    found = {n["id"]: n for n in estate_nodes(ctx)}
+    problems = []
+    for node_id in nodes:
+        node = found.get(node_id)
+        if node is None or node["state"] != "running":
+            problems.append(f"{node_id}: no running instance of the estate")
+        elif node.get("role") != "app":
+            problems.append(f"{node_id}: a {node.get('role')} node; isolating a database node "
+                            "stops the service or its replication: fail over or replace it "
+                            "first (drkit failover / replace-node), then isolate the old node")
+    in_dns = set(app_record(ctx)["addresses"])
+    picked = [{**found[i], "in_dns": found[i]["ip"] in in_dns,
+               "cloud_region": cloud_region(ctx, found[i]["region"])}
+              for i in nodes if i in found]
+    return {"nodes": picked, "problems": problems, "ok": not problems,
+            "dns_remove": sorted(n["ip"] for n in picked if n["in_dns"])}
+
+
+@probe("nodes.isolated")
+def isolated_probe(ctx: StepContext, nodes: list[str], wait_s: float = 30.0,
+                   timeout: float = 1.0) -> dict[str, Any]:
+    """Each node in its region's quarantine group alone, and cut off as that group
+    says, seen from here (the bastion): ssh answers, the app's port does not, and
+    app. no longer answers with it. Polls up to ``wait_s`` for the filter to take
+    effect (a cloud applies a group change within seconds)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = {n["id"]: n for n in estate_nodes(ctx)}
+        answer = set(app_record(ctx)["addresses"])
+        rows, findings = [], []
+        for node_id in nodes:
+            node = found.get(node_id)
+            if node is None:
+                findings.append(f"{node_id}: gone")
+                continue
+            ec2 = ctx.env.client("ec2", cloud_region(ctx, node["region"]))
+            inst = ec2.describe_instances(InstanceIds=[node_id])["Reservations"][0]["Instances"][0]
+            names = [g["GroupName"] for g in inst.get("SecurityGroups", [])]
+            ssh = _tcp(node["ip"], SSH_PORT, timeout) is None
+            app = _tcp(node["ip"], SERVICES["app"]["port"], timeout) is None
+            rows.append({"id": node_id, "ip": node["ip"], "groups": names, "ssh_from_bastion": ssh,
+                         "app_port_answers": app, "in_dns": node["ip"] in answer})
+            if len(names) != 1 or not names[0].endswith("-quarantine"):
+                findings.append(f"{node_id}: in groups {', '.join(names)}, not the quarantine "
+                                "group alone")
+            if not ssh:
+                findings.append(f"{node_id}: ssh from the bastion does not answer")
+            if app:
+                findings.append(f"{node_id}: the app's port still answers")
+            if node["ip"] in answer:
+                findings.append(f"{node_id}: app. still answers with {node['ip']}")
+        if not findings or time.monotonic() > deadline:
+            return {"nodes": rows, "findings": findings, "ok": not findings}
+        time.sleep(0.5)

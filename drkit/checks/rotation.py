@@ -247,6 +247,8 @@ def health_of(ctx: StepContext, role: str, port: int, path: str) -> list[dict[st
     rows = []
     for region in sorted(ctx.env.regions):
         for inst in instances(ctx, region, role, states=("running",)):
+            if inst["quarantined"]:
+                continue  # cut off on purpose (RB-DR-005 --isolate): serves nothing
             got = request(f"http://{inst['ip']}:{port}{path}", resolver=None)
             rows.append({"region": region, "host": inst["ip"], "status": got["status"],
                          "error": (got.get("json") or {}).get("error") or got.get("error")})

@@ -22,6 +22,11 @@ KEY_HELP = {
     "allow-partial": "rotate in the regions whose Secrets Manager answers (asks for approval)",
     "canary": "a canary's output directory: its failed writes during the run are reported",
 }
+ISOLATE_HELP = {
+    "isolate": "a compromised app host to cut off (repeatable; instance id, IP or inventory "
+               "name): its volumes snapshotted for forensics, then moved into its region's "
+               "quarantine security group (ssh from the bastion only, nothing out), out of app.",
+}
 
 
 def _keys(key: str, everything: bool, resume: str) -> list[str]:
@@ -36,7 +41,9 @@ def _keys(key: str, everything: bool, resume: str) -> list[str]:
     return names
 
 
-def _check_keys(names: list[str], everything: bool):
+def _check_keys(names: list[str], everything: bool, isolate: list[str], params: dict):
+    """check_env: the keys against the environment; each --isolate host resolved into
+    params["isolate"] (instance ids), an app host of the estate."""
     def check(environment) -> None:
         from drkit.keys import rotation
 
@@ -44,7 +51,40 @@ def _check_keys(names: list[str], everything: bool):
             rotation.select(environment.settings, names, everything)
         except ValueError as exc:
             raise ConfigError(f"--key: {exc}", hint="nothing was changed") from None
+        if isolate:
+            params["isolate"] = _isolated_ids(environment, isolate)
     return check
+
+
+def _isolated_ids(environment, hosts: list[str]) -> list[str]:
+    from drkit.checks.nodes import estate_nodes, find, inventory_name
+    from drkit.project import find_project
+    from drkit.registry import StepContext
+
+    if not (environment.settings.get("quarantine") or {}).get("bastion_cidrs"):
+        raise ConfigError("--isolate needs drkit.quarantine.bastion_cidrs in the environment's "
+                          "settings (the networks the bastion reaches hosts from)",
+                          hint="add it to inventory/<env>/group_vars/all/drkit.yml; "
+                               "nothing was changed")
+    project = find_project()
+    ctx = StepContext(env=environment, project=project, run_dir=project.state_dir)
+    live = [n for n in estate_nodes(ctx) if n["state"] == "running"]
+    ids = []
+    for host in hosts:
+        matches = find(live, host)
+        listing = ", ".join(f"{inventory_name(n)} ({n['ip']})" for n in live
+                            if n.get("role") == "app")
+        if len(matches) != 1:
+            raise ConfigError(f"--isolate {host}: {'no' if not matches else 'more than one'} "
+                              "running host matches", hint=f"app hosts: {listing}; "
+                                                           "nothing was changed")
+        if matches[0].get("role") != "app":
+            raise ConfigError(f"--isolate {host}: a {matches[0].get('role')} node; isolating a "
+                              "database node stops the service or its replication",
+                              hint="fail over or replace-node it first, then isolate the old "
+                                   "node; nothing was changed")
+        ids.append(matches[0]["id"])
+    return sorted(set(ids))
 
 
 def _needs_yes(everything: bool, allow_partial: bool, yes: bool, dry_run: bool) -> None:
@@ -57,32 +97,36 @@ def _needs_yes(everything: bool, allow_partial: bool, yes: bool, dry_run: bool) 
 
 
 def _run(mode: str, task_name: str, key: str, all_: bool, reason: str, allow_partial: bool,
-         canary: str, resume: str, **flags) -> None:
+         canary: str, resume: str, isolate: list[str] | None = None, **flags) -> None:
     names = _keys(key, all_, resume)
+    isolate = list(isolate or [])
     if not resume:
         _needs_yes(all_, allow_partial, flags["yes"], flags["dry_run"])
     params = {"keys": names, "all": all_, "mode": mode, "reason": reason,
               "allow_partial": allow_partial, "canary": os.path.abspath(canary) if canary else ""}
-    run_or_resume(RUNBOOK, params, task_name=task_name, resume=resume,
-                  given={"--key": key, "--all": all_, "--reason": reason,
-                         "--allow-partial": allow_partial, "--canary": canary},
-                  check_env=None if resume else _check_keys(names, all_),
+    given = {"--key": key, "--all": all_, "--reason": reason,
+             "--allow-partial": allow_partial, "--canary": canary}
+    if mode == "emergency":
+        given["--isolate"] = isolate
+    run_or_resume(RUNBOOK, params, task_name=task_name, resume=resume, given=given,
+                  check_env=None if resume else _check_keys(names, all_, isolate, params),
                   **run_options(flags["env"], flags["dry_run"], flags["yes"], flags["json_"],
                                 flags["break_lock"], flags["from_"], flags["only"],
                                 flags["incident_start"]))
 
 
-@task(name="key-compromise", help={**KEY_HELP, **RUN_HELP})
+@task(name="key-compromise", iterable=["isolate"], help={**KEY_HELP, **ISOLATE_HELP, **RUN_HELP})
 @maps_errors
 def key_compromise(c, key="", all_=False, reason="", allow_partial=False, canary="",
-                   incident_start="", dry_run=False, yes=False, resume="", env="",
+                   isolate=None, incident_start="", dry_run=False, yes=False, resume="", env="",
                    json_=False, break_lock=False, from_="", only=""):
     """RB-DR-005: revoke the keys now (new database passwords, the old sessions ended,
     the old secret version unlabelled in every region), rotate every consumer, prove
-    the old value refused everywhere; a new key backup."""
+    the old value refused everywhere; a new key backup. --isolate HOST cuts a compromised
+    app host off first (forensic snapshots, quarantine security group, out of app.)."""
     _run("emergency", "key-compromise", key, all_, reason, allow_partial, canary, resume,
-         incident_start=incident_start, dry_run=dry_run, yes=yes, env=env, json_=json_,
-         break_lock=break_lock, from_=from_, only=only)
+         isolate=isolate, incident_start=incident_start, dry_run=dry_run, yes=yes, env=env,
+         json_=json_, break_lock=break_lock, from_=from_, only=only)
 
 
 @task(name="rotate-keys", help={**KEY_HELP, **RUN_HELP})

@@ -307,3 +307,48 @@ def test_refusals_change_nothing_and_a_killed_rotation_resumes_to_one_version(
     for host in _db_hosts(lab_site):
         assert try_login(host, before["username"], before["password"]) == "refused"
         assert try_login(host, after["username"], after["password"]) == "accepted"
+
+
+def _answers(address: str, port: int, timeout: float = 2.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def test_an_isolated_app_host_answers_only_the_bastion_and_the_service_keeps_serving(lab_site):
+    """--isolate: the host's volume is snapshotted (the report lists it), it leaves
+    app., and the lab's security groups make it answer nothing but the bastion's
+    ssh; the other hosts go on serving, and the rotation leaves it alone."""
+    from drkit.checks.http import request
+
+    app_hosts = lab_site.hosts(role="app", dr_region="us-east")
+    victim, other = app_hosts[0], app_hosts[1]
+    db = lab_site.host(role="db", dr_region="eu-west")
+    for host, says in ((db["ip"], "a db node"), ("10.99.9.9", "no running host matches")):
+        proc = drkit("key-compromise", "--key", "db-credentials", "--isolate", host, "--yes")
+        assert proc.returncode == ExitCode.BAD_INPUT and says in proc.stderr, proc.stderr
+    run_id, _ = _run("key-compromise", "--isolate", victim["instance_id"])
+
+    assert _answers(victim["ip"], 22), "the bastion lost ssh to the isolated host"
+    assert not _answers(victim["ip"], 8080), "the isolated host's app still answers"
+    probe = lab_site.ssh(other["ip"], f"timeout 3 bash -c 'echo > /dev/tcp/{victim['ip']}/22' "
+                                      f"|| timeout 3 bash -c 'echo > /dev/tcp/{victim['ip']}/8080'"
+                                      " || echo cut-off")
+    assert "cut-off" in probe.stdout, (probe.stdout, probe.stderr)
+    report = (RUNS / run_id / "report.md").read_text()
+    assert "forensic snapshots snap-" in report and victim["instance_id"] in report
+    for _ in range(5):
+        got = request("http://app.lab.internal:8080/health", resolver="10.77.0.2")
+        assert got["status"] == 200 and got["address"] != victim["ip"], got
+
+    # Back to the baseline: the quarantined host is replaced through its group
+    # (its replacement joins app.), the quarantine group stays for the next one.
+    proc = drkit("replace-node", "--host", victim["instance_id"], "--yes", "--json",
+                 timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    answer = request("http://app.lab.internal:8080/health", resolver="10.77.0.2")
+    assert answer["status"] == 200, answer
