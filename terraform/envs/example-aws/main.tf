@@ -70,6 +70,7 @@ module "us-east" {
   capacity           = local.capacity["us-east"]
   ami_id             = var.ami_ids["us-east"]
   restore_host       = try(var.restore_hosts["us-east"], null)
+  zones_out          = try(var.zones_out["us-east"], [])
   instance_type      = var.instance_type
   allowed_cidrs      = local.allowed_cidrs
   backup_bucket_name = "${var.estate}-us-east-backups-${local.account_id}"
@@ -91,6 +92,7 @@ module "eu-west" {
   capacity           = local.capacity["eu-west"]
   ami_id             = var.ami_ids["eu-west"]
   restore_host       = try(var.restore_hosts["eu-west"], null)
+  zones_out          = try(var.zones_out["eu-west"], [])
   instance_type      = var.instance_type
   allowed_cidrs      = local.allowed_cidrs
   backup_bucket_name = "${var.estate}-eu-west-backups-${local.account_id}"
@@ -112,6 +114,7 @@ module "ap-south" {
   capacity           = local.capacity["ap-south"]
   ami_id             = var.ami_ids["ap-south"]
   restore_host       = try(var.restore_hosts["ap-south"], null)
+  zones_out          = try(var.zones_out["ap-south"], [])
   instance_type      = var.instance_type
   allowed_cidrs      = local.allowed_cidrs
   backup_bucket_name = "${var.estate}-ap-south-backups-${local.account_id}"

@@ -117,6 +117,7 @@ module "us-east" {
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
   enable_dns_hostnames        = local.common.enable_dns_hostnames
   restore_host                = try(var.restore_hosts["us-east"], null)
+  zones_out                   = try(var.zones_out["us-east"], [])
 }
 
 module "eu-west" {
@@ -141,6 +142,7 @@ module "eu-west" {
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
   enable_dns_hostnames        = local.common.enable_dns_hostnames
   restore_host                = try(var.restore_hosts["eu-west"], null)
+  zones_out                   = try(var.zones_out["eu-west"], [])
 }
 
 module "ap-south" {
@@ -165,6 +167,7 @@ module "ap-south" {
   backup_bucket_force_destroy = local.common.backup_bucket_force_destroy
   enable_dns_hostnames        = local.common.enable_dns_hostnames
   restore_host                = try(var.restore_hosts["ap-south"], null)
+  zones_out                   = try(var.zones_out["ap-south"], [])
 }
 
 check "control_region_is_not_an_estate_region" {

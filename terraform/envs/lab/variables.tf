@@ -37,6 +37,18 @@ variable "capacity_overrides" {
   }
 }
 
+variable "zones_out" {
+  description = "Zones shifted away, by logical region (RB-DR-002 zone failover): { \"us-east\" = [\"us-east-1a\"] }. Their app groups run no host; the region's app capacity goes to its other zones. A region left out has none: an apply without this variable brings every zone back."
+  type        = map(list(string))
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for r in keys(var.zones_out) : contains(["us-east", "eu-west", "ap-south"], r)])
+    error_message = "zones_out keys must be among us-east, eu-west, ap-south."
+  }
+}
+
 variable "restore_hosts" {
   description = "Restore hosts to run, by logical region: { \"eu-west\" = { run_id = \"<drkit run id>\" } } (RB-DR-006), with an optional zone of that region (default its first). A region left out has none: an apply without this variable destroys any restore host."
   type = map(object({

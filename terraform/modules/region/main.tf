@@ -15,14 +15,22 @@ locals {
   roles = toset(["db", "app"])
 
   # "<role>-<zone>" => capacity of that role in that zone: capacity / zones each,
-  # the first (capacity % zones) zones one more.
+  # the first (capacity % zones) zones one more. App capacity goes to the zones
+  # not shifted away (zones_out, RB-DR-002) only; a shifted zone's app groups run
+  # nothing, so no app host lands there. Database groups never move with it: the
+  # database moves with the runbooks' own steps (promotion, rebuild).
   zone_count = length(var.zones)
+  zones_in   = [for z in var.zones : z if !contains(var.zones_out, z)]
   groups = merge([
     for role in local.roles : {
       for i, zone in var.zones : "${role}-${zone}" => {
-        role     = role
-        zone     = zone
-        capacity = floor(var.capacity[role] / local.zone_count) + (i < var.capacity[role] % local.zone_count ? 1 : 0)
+        role = role
+        zone = zone
+        capacity = role == "app" ? (
+          contains(local.zones_in, zone)
+          ? floor(var.capacity[role] / length(local.zones_in)) + (index(local.zones_in, zone) < var.capacity[role] % length(local.zones_in) ? 1 : 0)
+          : 0
+        ) : floor(var.capacity[role] / local.zone_count) + (i < var.capacity[role] % local.zone_count ? 1 : 0)
       }
     }
   ]...)

@@ -128,6 +128,18 @@ variable "allowed_cidrs" {
   }
 }
 
+variable "zones_out" {
+  description = "Zones shifted away (RB-DR-002 zone failover): their app groups run no host and the region's app capacity is spread over its other zones. Database groups are left as they are."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for z in var.zones_out : contains(var.zones, z)]) && length(setsubtract(var.zones, var.zones_out)) > 0
+    error_message = "zones_out must name zones of the region and leave at least one zone in."
+  }
+}
+
 variable "restore_host" {
   description = "A scratch host to restore this region's backups into (RB-DR-006), or null for none. run_id names the drkit run that owns it (its RestoreRun tag; a new run id replaces the host); zone is one of zones (null: the first). Setting it back to null destroys the host."
   type = object({

@@ -313,3 +313,46 @@ run "rejects_a_restore_host_outside_the_zones" {
 
   expect_failures = [aws_vpc.this]
 }
+
+run "a_shifted_zone_runs_no_app_host_and_the_others_take_its_capacity" {
+  command = plan
+
+  variables {
+    zones     = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    capacity  = { db = 1, app = 3 }
+    zones_out = ["eu-west-1a"]
+  }
+
+  assert {
+    condition     = output.capacity_by_zone.app == { "eu-west-1a" = 0, "eu-west-1b" = 2, "eu-west-1c" = 1 }
+    error_message = "app capacity 3 must go to the zones left in (2 + 1), none to the shifted zone"
+  }
+  assert {
+    condition     = output.capacity_by_zone.db == { "eu-west-1a" = 1, "eu-west-1b" = 0, "eu-west-1c" = 0 }
+    error_message = "database groups must not move with a zone shift"
+  }
+  assert {
+    condition     = length(aws_subnet.this) == 3
+    error_message = "the shifted zone keeps its subnet (it comes back with --restore)"
+  }
+}
+
+run "a_zone_shift_must_leave_a_zone_in" {
+  command = plan
+
+  variables {
+    zones_out = ["eu-west-1a", "eu-west-1b"]
+  }
+
+  expect_failures = [var.zones_out]
+}
+
+run "a_zone_shift_names_the_regions_zones" {
+  command = plan
+
+  variables {
+    zones_out = ["us-east-1a"]
+  }
+
+  expect_failures = [var.zones_out]
+}
