@@ -296,11 +296,16 @@ def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
         if node["id"] in primaries:
             return [], [f"{inventory_name(node)} is (or may be) the database primary"], \
                 PRIMARY_WAY_OUT
+        if node.get("quarantined") and not force:
+            return [], [f"{inventory_name(node)} is quarantined for forensics (RB-DR-005 "
+                        "--isolate): replacing it terminates it, and its memory and disk with "
+                        "it"], "add --force once the investigation is done (its snapshots stay)"
         if node["healthy"] and not force:
             return [], [f"{inventory_name(node)} is healthy (EC2 running, ssh and its service "
                         "answer)"], "add --force to replace it anyway"
         return [node], [], ""
-    sick = [n for n in live if not n["healthy"]]
+    # A quarantined host answers nothing on purpose: it is evidence, not a failure.
+    sick = [n for n in live if not n["healthy"] and not n.get("quarantined")]
     chosen = [n for n in sick if n.get("role") in REPLACEABLE_ROLES and n["id"] not in primaries]
     if chosen:
         return chosen, [], ""

@@ -345,9 +345,13 @@ def test_an_isolated_app_host_answers_only_the_bastion_and_the_service_keeps_ser
         got = request("http://app.lab.internal:8080/health", resolver="10.77.0.2")
         assert got["status"] == 200 and got["address"] != victim["ip"], got
 
-    # Back to the baseline: the quarantined host is replaced through its group
-    # (its replacement joins app.), the quarantine group stays for the next one.
-    proc = drkit("replace-node", "--host", victim["instance_id"], "--yes", "--json",
+    # Back to the baseline once the investigation is done: the quarantined host is
+    # replaced through its group (--force; its replacement joins app.), the
+    # quarantine group stays for the next one.
+    auto = drkit("replace-node", "--auto", "--yes")
+    assert auto.returncode == ExitCode.BAD_INPUT and "every node is healthy" in auto.stderr, \
+        auto.stderr  # a quarantined host is evidence: --auto never terminates it
+    proc = drkit("replace-node", "--host", victim["instance_id"], "--force", "--yes", "--json",
                  timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     answer = request("http://app.lab.internal:8080/health", resolver="10.77.0.2")

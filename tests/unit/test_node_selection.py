@@ -126,3 +126,13 @@ def test_health_is_what_a_client_sees(app_server, monkeypatch):
         problems = health(base, timeout=0.5)["problems"]
     assert problems[0].startswith("ssh: no answer on port") and len(problems) == 2
     assert health({**base, "state": "stopped"})["problems"] == ["EC2 state stopped"]
+
+
+def test_a_quarantined_host_is_evidence_not_a_failure():
+    kept = {**node("i-q", "10.10.1.8", healthy=False), "quarantined": True}
+    estate = [*ESTATE[:1], kept]
+    chosen, problems, _ = select(estate, auto=True)
+    assert not chosen and problems == ["every node is healthy: nothing to replace"]
+    chosen, problems, hint = select(estate, host="i-q")
+    assert not chosen and "quarantined for forensics" in problems[0] and "--force" in hint
+    assert select(estate, host="i-q", force=True)[0][0]["id"] == "i-q"
