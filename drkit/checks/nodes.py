@@ -14,6 +14,7 @@ by a role's hosts in a region and matches only when it names one running node.
 from __future__ import annotations
 
 import socket
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -349,8 +350,6 @@ def isolated_probe(ctx: StepContext, nodes: list[str], wait_s: float = 30.0,
     says, seen from here (the bastion): ssh answers, the app's port does not, and
     app. no longer answers with it. Polls up to ``wait_s`` for the filter to take
     effect (a cloud applies a group change within seconds)."""
-    import time
-
     deadline = time.monotonic() + wait_s
     while True:
         found = {n["id"]: n for n in estate_nodes(ctx)}
