@@ -86,6 +86,7 @@ class Observer:
         self._ended: dict[str, Instance] = {}  # terminated: EC2 never changes them again
         self._groups: dict[str, dict[str, Any]] = {}
         self._groups_at = float("-inf")
+        self._wanted: set[tuple[str, str]] = set()
 
     def _subnet(self, region: str, subnet_id: str) -> dict[str, Any]:
         if subnet_id not in self._subnets:
@@ -150,17 +151,22 @@ class Observer:
         groups = tuple(sorted(g["GroupId"] for g in raw.get("SecurityGroups", [])))
         return Instance(iid, region, state, spec, vpc["CidrBlock"], groups=groups)
 
-    def security_groups(self, max_age: float = 1.0) -> dict[str, dict[str, Any]]:
-        """Every security group of every lab region by id, listed at most every
-        ``max_age`` seconds (a group's rules change rarely; a pass is 0.5 s)."""
+    def security_groups(self, wanted: set[tuple[str, str]],
+                        max_age: float = 10.0) -> dict[str, dict[str, Any]]:
+        """Every security group of every lab region by id. Listed again when
+        ``wanted`` (the running hosts' (instance, group) pairs) changed since the
+        last pass, which is how a host moved into another group or a new host shows,
+        and otherwise every ``max_age`` seconds for rules changed in place: listing
+        every group of every region each pass would cost the control plane more
+        than all the rest of a pass."""
         now = time.monotonic()
-        if now - self._groups_at > max_age:
+        if wanted != self._wanted or now - self._groups_at > max_age:
             found = {}
             for region in self.regions:
                 pages = self._ec2[region].get_paginator("describe_security_groups").paginate()
                 for page in pages:
                     found.update({g["GroupId"]: g for g in page["SecurityGroups"]})
-            self._groups, self._groups_at = found, now
+            self._groups, self._groups_at, self._wanted = found, now, wanted
         return self._groups
 
 
@@ -246,15 +252,16 @@ class Reconciler:
                                  chaos: dict[str, list[str]]) -> list[str]:
         """Each running host filtered by its security groups (drkit.lab.security_groups);
         a host's filter is rewritten only when its groups or their rules changed."""
+        hosted = set(hosts.hosted_instances())
+        running = [i for i in instances.values() if i.state == "running" and i.spec
+                   and i.instance_id in hosted and i.instance_id not in chaos["killed"]]
         try:
-            groups = self.observer.security_groups()
+            groups = self.observer.security_groups(
+                {(i.instance_id, g) for i in running for g in i.groups})
         except Exception as exc:  # the control plane did not answer: next pass
             self._note("security-groups", f"security groups not listed ({exc}); retrying")
             return []
         self._last_error.pop("security-groups", None)
-        hosted = set(hosts.hosted_instances())
-        running = [i for i in instances.values() if i.state == "running" and i.spec
-                   and i.instance_id in hosted and i.instance_id not in chaos["killed"]]
         members: dict[str, list[str]] = {}
         for inst in running:
             for gid in inst.groups:

@@ -5,9 +5,10 @@ Each hosted instance gets, in its own network namespace, an nftables table
 it: a packet in is accepted only where an ingress rule allows it (protocol,
 ports, source CIDR or source group), a packet out only where an egress rule
 does; replies to allowed traffic pass both ways (security groups are stateful).
-The reconciler renders every pass and applies only what changed, so an instance
-moved into another group (ModifyInstanceAttribute, e.g. a quarantine) is
-enforced within a pass or two.
+The reconciler renders every pass and applies only what changed. It lists the
+groups again when a host's group membership changes (ModifyInstanceAttribute,
+e.g. a quarantine: enforced within a pass or two) and every 10 s otherwise (a
+rule changed in place).
 
 On a cloud the filter sits in the hypervisor; here it sits in the host's own
 namespace, out of its processes' way (nothing in a lab host touches nftables).
