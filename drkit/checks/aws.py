@@ -28,16 +28,17 @@ def instances(ctx: StepContext, region: str, role: str | None = None,
         for res in page["Reservations"]:
             for inst in res["Instances"]:
                 tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+                groups = [g.get("GroupName", "") for g in inst.get("SecurityGroups", [])]
                 out.append({"id": inst["InstanceId"], "ip": inst.get("PrivateIpAddress"),
                             "state": inst["State"]["Name"],
                             "zone": inst["Placement"]["AvailabilityZone"],
                             "role": tags.get("Role"), "name": tags.get("Name"),
                             "region": region,
                             "asg": tags.get("aws:autoscaling:groupName"),
+                            "groups": groups,
                             # RB-DR-005 --isolate moves a host into <estate>-<region>-quarantine:
                             # out of the estate's service, kept for forensics.
-                            "quarantined": any(g.get("GroupName", "").endswith("-quarantine")
-                                               for g in inst.get("SecurityGroups", []))})
+                            "quarantined": any(g.endswith("-quarantine") for g in groups)})
     return sorted(out, key=lambda i: (i["role"] or "", i["zone"], i["ip"] or ""))
 
 

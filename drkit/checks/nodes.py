@@ -360,9 +360,7 @@ def isolated_probe(ctx: StepContext, nodes: list[str], wait_s: float = 30.0,
             if node is None:
                 findings.append(f"{node_id}: gone")
                 continue
-            ec2 = ctx.env.client("ec2", cloud_region(ctx, node["region"]))
-            inst = ec2.describe_instances(InstanceIds=[node_id])["Reservations"][0]["Instances"][0]
-            names = [g["GroupName"] for g in inst.get("SecurityGroups", [])]
+            names = node["groups"]
             ssh = _tcp(node["ip"], SSH_PORT, timeout) is None
             app = _tcp(node["ip"], SERVICES["app"]["port"], timeout) is None
             rows.append({"id": node_id, "ip": node["ip"], "groups": names, "ssh_from_bastion": ssh,

@@ -208,7 +208,7 @@ class Reconciler:
             hosts.stop_host(self.lab, iid, delete_disk=True)
             decisions.append(f"{iid}: host without an instance -> removed namespace and disk")
         decisions += self._remove_orphan_disks(instances)
-        decisions += self._enforce_security_groups(instances, chaos)
+        decisions += self._enforce_security_groups(instances, chaos, hosted)
         for line in decisions:
             log.info("%s", line)
         self._write_view(instances, chaos)
@@ -249,10 +249,11 @@ class Reconciler:
         return None
 
     def _enforce_security_groups(self, instances: dict[str, Instance],
-                                 chaos: dict[str, list[str]]) -> list[str]:
+                                 chaos: dict[str, list[str]], hosted: set[str]) -> list[str]:
         """Each running host filtered by its security groups (drkit.lab.security_groups);
-        a host's filter is rewritten only when its groups or their rules changed."""
-        hosted = set(hosts.hosted_instances())
+        a host's filter is rewritten only when its groups or their rules changed.
+        ``hosted``: the pass's listing, so a host booted by this pass is filtered by
+        the next one, half a second later."""
         running = [i for i in instances.values() if i.state == "running" and i.spec
                    and i.instance_id in hosted and i.instance_id not in chaos["killed"]]
         try:

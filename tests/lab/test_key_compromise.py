@@ -309,21 +309,12 @@ def test_refusals_change_nothing_and_a_killed_rotation_resumes_to_one_version(
         assert try_login(host, after["username"], after["password"]) == "accepted"
 
 
-def _answers(address: str, port: int, timeout: float = 2.0) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def test_an_isolated_app_host_answers_only_the_bastion_and_the_service_keeps_serving(lab_site):
     """--isolate: the host's volume is snapshotted (the report lists it), it leaves
     app., and the lab's security groups make it answer nothing but the bastion's
     ssh; the other hosts go on serving, and the rotation leaves it alone."""
     from drkit.checks.http import request
+    from drkit.lab.processes import port_open
 
     app_hosts = lab_site.hosts(role="app", dr_region="us-east")
     victim, other = app_hosts[0], app_hosts[1]
@@ -333,8 +324,8 @@ def test_an_isolated_app_host_answers_only_the_bastion_and_the_service_keeps_ser
         assert proc.returncode == ExitCode.BAD_INPUT and says in proc.stderr, proc.stderr
     run_id, _ = _run("key-compromise", "--isolate", victim["instance_id"])
 
-    assert _answers(victim["ip"], 22), "the bastion lost ssh to the isolated host"
-    assert not _answers(victim["ip"], 8080), "the isolated host's app still answers"
+    assert port_open(victim["ip"], 22, timeout=2.0), "the bastion lost ssh to the isolated host"
+    assert not port_open(victim["ip"], 8080, timeout=2.0), "the isolated host's app still answers"
     probe = lab_site.ssh(other["ip"], f"timeout 3 bash -c 'echo > /dev/tcp/{victim['ip']}/22' "
                                       f"|| timeout 3 bash -c 'echo > /dev/tcp/{victim['ip']}/8080'"
                                       " || echo cut-off")
