@@ -1,3 +1,3 @@
 """Idempotent Python actions. Importing this package registers every built-in action."""
 
-from drkit.actions import backup, keys, local, tables  # noqa: F401
+from drkit.actions import backup, keys, local, tables, zones  # noqa: F401

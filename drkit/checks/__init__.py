@@ -16,4 +16,5 @@ from drkit.checks import (  # noqa: F401
     readiness,
     restore,
     rotation,
+    zones,
 )

@@ -34,6 +34,8 @@ def instances(ctx: StepContext, region: str, role: str | None = None,
                             "zone": inst["Placement"]["AvailabilityZone"],
                             "role": tags.get("Role"), "name": tags.get("Name"),
                             "region": region,
+                            "launched": (inst["LaunchTime"].timestamp()
+                                         if inst.get("LaunchTime") else 0.0),
                             "asg": tags.get("aws:autoscaling:groupName"),
                             "groups": groups,
                             # RB-DR-005 --isolate moves a host into <estate>-<region>-quarantine:

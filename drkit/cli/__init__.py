@@ -5,13 +5,24 @@ from __future__ import annotations
 from invoke import Collection
 
 from drkit import __version__
-from drkit.cli import backup, compromise, corruption, dr, keys, nodes, readiness, rehearse, runs
+from drkit.cli import (
+    backup,
+    compromise,
+    corruption,
+    dr,
+    keys,
+    nodes,
+    readiness,
+    rehearse,
+    runs,
+    zones,
+)
 from drkit.cli.common import DrkitProgram
 
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
-              runs.report, dr.failover, dr.failback, nodes.replace_node, backup.restore,
-              corruption.recover_corruption, readiness.readiness,
+              runs.report, dr.failover, dr.failback, nodes.replace_node, zones.zone_failover,
+              backup.restore, corruption.recover_corruption, readiness.readiness,
               rehearse.history, rehearse.postmortem, compromise.key_compromise,
               compromise.rotate_keys):
     ns.add_task(_task)

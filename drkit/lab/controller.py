@@ -287,6 +287,22 @@ def delete_orphaned_launch_templates(regions: list[str]) -> list[str]:
     return lines
 
 
+def clear_zone_shifts(regions: list[str]) -> list[str]:
+    """Delete every zone shift recorded in the lab regions (RB-DR-002 writes
+    /drkit/<estate>/zone-shifts/<zone>; the region module reads them), so the
+    baseline's apply spreads app capacity over every zone again."""
+    lines = []
+    for region in regions:
+        ssm = control_plane.client("ssm", region)
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(
+                Path="/drkit", Recursive=True):
+            for param in page["Parameters"]:
+                if "/zone-shifts/" in param["Name"]:
+                    ssm.delete_parameter(Name=param["Name"])
+                    lines.append(f"zone shift {param['Name']} in {region} removed")
+    return lines
+
+
 def desired_instances(regions: list[str]) -> int:
     """How many instances the Auto Scaling groups in the lab regions want in total."""
     return sum(desired for _min, _max, desired in asg_capacities(regions).values())
@@ -502,6 +518,8 @@ def reset(project_root: Path, *, progress: Progress = _quiet) -> dict[str, Any]:
         for line in start_stopped_instances(lab_regions(project_root)):
             progress("  " + line)
         for line in delete_orphaned_launch_templates(lab_regions(project_root)):
+            progress("  " + line)
+        for line in clear_zone_shifts(lab_regions(project_root)):
             progress("  " + line)
     terraform = "absent"
     if (project_root / TERRAFORM_DIR / "main.tf").exists():

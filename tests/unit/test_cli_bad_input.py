@@ -95,6 +95,16 @@ BAD_INPUT = [
     (["replace-node", "--host", "i-0123", "--auto", *LAB], "(both were given)"),
     (["replace-node", "--auto", "--force", *LAB], "--force applies to --host only"),
     (["replace-node", "--resume", A_DR_RUN, "--host", "i-0123"], "--host cannot change them"),
+    # zone-failover (an unknown zone is refused before the estate is asked)
+    (["zone-failover", *LAB], "zone-failover needs --zone"),
+    (["zone-failover", "--zone", "mars-1a", *LAB], "zone 'mars-1a' is not one of the estate's"),
+    (["zone-failover", "--zone", "us-east-1b", "--mode", "sideways", *LAB],
+     "--mode must be one of planned, unplanned"),
+    (["zone-failover", "--zone", "us-east-1b", "--restore", "--mode", "planned", *LAB],
+     "--mode applies to a shift, not to --restore"),
+    (["zone-failover", "--resume", A_DR_RUN, "--zone", "us-east-1b"],
+     "--zone cannot change them"),
+    (["zone-failover", "--resume", A_DR_RUN], "not a run of RB-DR-002"),
     # failover, failback
     (["failover", *LAB], "failover needs --region"),
     (["failover", "--region", "mars", *LAB], "unknown region 'mars' in environment lab"),

@@ -5,6 +5,12 @@
 
 data "aws_region" "current" {}
 
+# Zone shifts in force in this region (RB-DR-002); see local.zones_out.
+data "aws_ssm_parameters_by_path" "zone_shifts" {
+  path      = "/drkit/${var.estate}/zone-shifts"
+  recursive = false
+}
+
 locals {
   prefix = "${var.estate}-${var.name}"
 
@@ -19,8 +25,15 @@ locals {
   # not shifted away (zones_out, RB-DR-002) only; a shifted zone's app groups run
   # nothing, so no app host lands there. Database groups never move with it: the
   # database moves with the runbooks' own steps (promotion, rebuild).
-  zone_count = length(var.zones)
-  zones_in   = [for z in var.zones : z if !contains(var.zones_out, z)]
+  # A zone is out when the caller says so (zones_out) or when a zone shift is
+  # recorded in the region's own Parameter Store (RB-DR-002 writes
+  # /drkit/<estate>/zone-shifts/<zone>): every apply, whoever runs it, then keeps
+  # the shift, and a region's shift is read from that region alone, so applying
+  # one region never needs another to answer.
+  zones_shifted = [for n in data.aws_ssm_parameters_by_path.zone_shifts.names : basename(n)]
+  zones_out     = distinct(concat(var.zones_out, [for z in var.zones : z if contains(local.zones_shifted, z)]))
+  zone_count    = length(var.zones)
+  zones_in      = [for z in var.zones : z if !contains(local.zones_out, z)]
   groups = merge([
     for role in local.roles : {
       for i, zone in var.zones : "${role}-${zone}" => {

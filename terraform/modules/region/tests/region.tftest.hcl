@@ -6,6 +6,13 @@ mock_provider "aws" {
       name = "eu-west-1"
     }
   }
+  mock_data "aws_ssm_parameters_by_path" {
+    defaults = {
+      names  = []
+      values = []
+      types  = []
+    }
+  }
 }
 
 variables {
@@ -334,6 +341,34 @@ run "a_shifted_zone_runs_no_app_host_and_the_others_take_its_capacity" {
   assert {
     condition     = length(aws_subnet.this) == 3
     error_message = "the shifted zone keeps its subnet (it comes back with --restore)"
+  }
+}
+
+run "a_zone_shift_recorded_in_parameter_store_holds_on_every_apply" {
+  command = plan
+
+  # RB-DR-002 records /drkit/<estate>/zone-shifts/<zone>; an apply that passes no
+  # zones_out (a region failover's, the baseline's) must keep the shift.
+  override_data {
+    target = data.aws_ssm_parameters_by_path.zone_shifts
+    values = {
+      names  = ["/drkit/lab/zone-shifts/eu-west-1b"]
+      values = ["shifted away by drkit run 20261204T093202Z-RB-DR-002"]
+      types  = ["String"]
+    }
+  }
+
+  variables {
+    capacity = { db = 1, app = 2 }
+  }
+
+  assert {
+    condition     = output.capacity_by_zone.app == { "eu-west-1a" = 2, "eu-west-1b" = 0 }
+    error_message = "a recorded shift of eu-west-1b must put its app capacity in eu-west-1a"
+  }
+  assert {
+    condition     = output.capacity_by_zone.db == { "eu-west-1a" = 1, "eu-west-1b" = 0 }
+    error_message = "database groups must not move with a recorded zone shift"
   }
 }
 

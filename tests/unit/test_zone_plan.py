@@ -1,0 +1,62 @@
+"""RB-DR-002's pure decisions: how a region's app capacity spreads over its zones
+(it must agree with terraform/modules/region, whose tftest has the same cases),
+and which zone-failover requests are refused, with the way out."""
+
+from __future__ import annotations
+
+import pytest
+
+from drkit.checks.zones import request_problems, shares
+
+ZONES = ["us-east-1a", "us-east-1b"]
+
+
+@pytest.mark.parametrize(("total", "zones", "out", "expected"), [
+    (2, ZONES, [], {"us-east-1a": 1, "us-east-1b": 1}),
+    (1, ZONES, [], {"us-east-1a": 1, "us-east-1b": 0}),
+    (3, ZONES, [], {"us-east-1a": 2, "us-east-1b": 1}),
+    (2, ZONES, ["us-east-1a"], {"us-east-1a": 0, "us-east-1b": 2}),
+    (2, ZONES, ["us-east-1b"], {"us-east-1a": 2, "us-east-1b": 0}),
+    # the region module's tftest "a_zone_shift_moves_app_capacity_to_the_zones_left_in"
+    (3, ["eu-west-1a", "eu-west-1b", "eu-west-1c"], ["eu-west-1a"],
+     {"eu-west-1a": 0, "eu-west-1b": 2, "eu-west-1c": 1}),
+    (24, ZONES, [], {"us-east-1a": 12, "us-east-1b": 12}),
+])
+def test_app_capacity_spreads_over_the_zones_in_as_terraform_does(total, zones, out, expected):
+    assert shares(total, zones, out) == expected
+    assert sum(shares(total, zones, out).values()) == total
+
+
+def _refusal(zone, restore=False, shifted=(), primary_zone=None):
+    region = {"us-east-1a": "us-east", "us-east-1b": "us-east",
+              "ap-south-1a": "ap-south"}.get(zone)
+    region_zones = ["ap-south-1a"] if region == "ap-south" else ZONES
+    return request_problems(zone, restore=restore, region=region, region_zones=region_zones,
+                            known=[*ZONES, "ap-south-1a"], shifted_zones=list(shifted),
+                            primary_zone=primary_zone)
+
+
+@pytest.mark.parametrize(("request_", "problem", "way_out"), [
+    ({"zone": "mars-1a"}, "is not one of the estate's zones", "use one of: us-east-1a"),
+    ({"zone": "ap-south-1a"}, "the only zone of region ap-south still in", "region failover"),
+    ({"zone": "us-east-1a", "shifted": ["us-east-1b"]}, "only zone of region us-east",
+     "drkit failover --region"),
+    ({"zone": "us-east-1b", "shifted": ["us-east-1b"]}, "is shifted away already",
+     "drkit zone-failover --zone us-east-1b --restore"),
+    ({"zone": "us-east-1b", "restore": True}, "was never shifted away", "shifted zones are none"),
+    ({"zone": "us-east-1a", "primary_zone": "us-east-1a"}, "the database primary runs in zone",
+     "a region failover moves it"),
+])
+def test_bad_requests_are_refused_with_the_way_out(request_, problem, way_out):
+    problems, hint = _refusal(**request_)
+    assert len(problems) == 1 and problem in problems[0], problems
+    assert way_out in hint, hint
+
+
+@pytest.mark.parametrize("request_", [
+    {"zone": "us-east-1b"},
+    {"zone": "us-east-1b", "primary_zone": "us-east-1a"},
+    {"zone": "us-east-1b", "restore": True, "shifted": ["us-east-1b"]},
+])
+def test_sound_requests_pass(request_):
+    assert _refusal(**request_) == ([], "")
