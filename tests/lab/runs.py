@@ -22,6 +22,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 RUNS = PROJECT / ".drkit" / "runs"
 REGIONS = ("us-east", "eu-west", "ap-south")  # the lab's, us-east the primary
 RATE = 60.0  # canary writes per second (the issue asks for at least 50)
+RESOLVER = "10.77.0.2"  # the lab's resolver, where the estate's clients ask
+APP = "app.lab.internal"
 
 
 def drkit(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -83,6 +85,55 @@ class Canary:
 
     def report(self) -> dict:
         return database.canary_report(self.out)
+
+
+class AppSampler:
+    """A client of app. in a thread: every 50 ms it asks the lab's resolver for app.
+    (``samples``: time, addresses) and, with ``health``, GETs /health from each
+    address answered (``failures``: time, address, why)."""
+
+    def __init__(self, health: bool = False) -> None:
+        self.health = health
+        self.samples: list[tuple[float, list[str]]] = []
+        self.failures: list[tuple[float, str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="app-sampler", daemon=True)
+
+    def _run(self) -> None:
+        import urllib.request
+
+        from drkit.checks.dns import resolve
+
+        while not self._stop.is_set():
+            now = time.time()
+            addresses = resolve(APP, resolver=RESOLVER, timeout=1.0)["addresses"]
+            self.samples.append((now, addresses))
+            for ip in addresses if self.health else []:
+                try:
+                    with urllib.request.urlopen(f"http://{ip}:8080/health", timeout=1) as rsp:
+                        if rsp.status != 200:
+                            self.failures.append((now, ip, f"HTTP {rsp.status}"))
+                except OSError as exc:
+                    self.failures.append((now, ip, str(exc)))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> AppSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def finished_at(run_id: str, step: str) -> float:
+    """When the run last finished ``step`` (epoch seconds)."""
+    from drkit.journal import parse_ts
+
+    ts = [e["ts"] for e in journal(run_id) if e["event"] == "step_finished"
+          and e["step"] == step]
+    assert ts, f"run {run_id} never finished step {step}"
+    return parse_ts(ts[-1]).timestamp()
 
 
 def started_after(run_id: str, step: str, since: int) -> bool:

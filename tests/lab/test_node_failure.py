@@ -21,8 +21,6 @@ app. answering both app hosts, eu-west streaming synchronously, nothing broken.
 
 from __future__ import annotations
 
-import threading
-import time
 import urllib.request
 
 import pytest
@@ -30,8 +28,12 @@ import pytest
 from drkit.checks.dns import resolve
 from drkit.errors import ExitCode
 from tests.lab.runs import (
+    APP,
+    RESOLVER,
+    AppSampler,
     Canary,
     drkit,
+    finished_at,
     journal,
     kill_when,
     result_of,
@@ -40,32 +42,6 @@ from tests.lab.runs import (
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-
-RESOLVER = "10.77.0.2"
-APP = "app.lab.internal"
-
-
-class DnsSampler:
-    """Asks the lab's resolver for app. every 50 ms, in a thread: (time, addresses)."""
-
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, list[str]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dns-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            answer = resolve(APP, resolver=RESOLVER, timeout=1.0)
-            self.samples.append((time.time(), answer["addresses"]))
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> DnsSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def app_instances(lab) -> dict[str, dict]:
@@ -77,15 +53,6 @@ def app_instances(lab) -> dict[str, dict]:
 def health(ip: str) -> int:
     with urllib.request.urlopen(f"http://{ip}:8080/health", timeout=5) as resp:
         return resp.status
-
-
-def finished_at(run_id: str, step: str) -> float:
-    from drkit.journal import parse_ts
-
-    ts = [e["ts"] for e in journal(run_id) if e["event"] == "step_finished"
-          and e["step"] == step]
-    assert ts, f"run {run_id} never finished step {step}"
-    return parse_ts(ts[-1]).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +97,7 @@ def test_a_killed_app_host_is_replaced_once_and_never_answered_after_it_left_dns
         return task_started("replace", "Wait until each group runs its desired count, "
                             "none of them a failed node")(run_id, since)
 
-    with DnsSampler() as sampler:
+    with AppSampler() as sampler:
         run_id = kill_when(["replace-node", "--auto", "--yes", "--json"], None,
                            "the dead node's termination", terminated, delay=0.5)
         proc = drkit("replace-node", "--resume", run_id, "--yes", "--json", timeout=600)

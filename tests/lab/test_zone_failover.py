@@ -1,0 +1,144 @@
+"""RB-DR-002 zone failover on the real lab.
+
+`lab.chaos zone-outage` of us-east-1b (an app host's zone) under canary load,
+then `zone-failover --zone us-east-1b`, killed with SIGKILL while it configures
+the new host and resumed: a second run is refused while the first holds the
+lock; the cut zone's host leaves app. first and no DNS answer names it
+afterwards; every host app. answers with serves /health from then on; no
+instance is launched into the cut zone; the region's app capacity runs in
+us-east-1a; no acknowledged write is lost. Then `lab.chaos restore` and
+`--restore`: the baseline is back (one app host per zone, app. answering both,
+no scale-in protection left, no shift recorded).
+
+And the bad requests, each refused with exit 2 and nothing changed: the
+primary's zone, a region's only zone, --restore of a zone never shifted.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from drkit.checks.dns import resolve
+from drkit.errors import ExitCode
+from drkit.lab import control_plane
+from tests.lab.runs import (
+    APP,
+    RESOLVER,
+    AppSampler,
+    Canary,
+    drkit,
+    finished_at,
+    kill_when,
+    result_of,
+    started_after,
+    task_started,
+)
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+ZONE = "us-east-1b"
+SHIFT_RECORD = f"/drkit/lab/zone-shifts/{ZONE}"
+
+
+def app_instances(lab) -> dict[str, dict]:
+    """The lab's us-east app instances by id, as the reconciler sees them (any state)."""
+    return {i: r for i, r in lab.view().items()
+            if r["role"] == "app" and r["dr_region"] == "us-east"}
+
+
+def running(lab) -> dict[str, dict]:
+    return {i: r for i, r in app_instances(lab).items() if r["state"] == "running"}
+
+
+def shift_recorded() -> bool:
+    ssm = control_plane.client("ssm", "us-east-1")
+    names = [p["Name"] for p in ssm.get_parameters_by_path(Path="/drkit/lab/zone-shifts")
+             ["Parameters"]]
+    return SHIFT_RECORD in names
+
+
+@pytest.fixture(scope="module")
+def lab(lab_estate):
+    from tests.lab.conftest import require_site
+
+    require_site(lab_estate)
+    yield lab_estate
+    drkit("lab.chaos", "restore")
+
+
+def test_bad_requests_change_nothing(lab):
+    before = (sorted(running(lab)), resolve(APP, resolver=RESOLVER)["addresses"])
+    cases = [
+        (["--zone", "us-east-1a"], "the database primary runs in zone us-east-1a"),
+        (["--zone", "ap-south-1a"], "the only zone of region ap-south still in"),
+        (["--zone", ZONE, "--restore"], "was never shifted away"),
+        (["--zone", "us-east-1c"], "is not one of the estate's zones"),
+    ]
+    for args, says in cases:
+        proc = drkit("zone-failover", *args, "--yes")
+        assert proc.returncode == ExitCode.BAD_INPUT, (args, proc.stdout[-1000:], proc.stderr)
+        assert says in proc.stderr and "nothing was changed" in proc.stderr, (args, proc.stderr)
+    assert (sorted(running(lab)), resolve(APP, resolver=RESOLVER)["addresses"]) == before
+    assert not shift_recorded()
+
+
+def test_a_cut_zone_is_shifted_away_and_brought_back_without_a_client_noticing(lab, tmp_path):
+    baseline = running(lab)
+    assert sorted(r["zone"] for r in baseline.values()) == ["us-east-1a", ZONE], baseline
+    cut = next(r for r in baseline.values() if r["zone"] == ZONE)
+
+    second: dict = {}
+
+    def configuring(run_id: str, since: int) -> bool:
+        if "rc" not in second and started_after(run_id, "dns-out", since):
+            other = drkit("zone-failover", "--zone", ZONE, "--yes")
+            second.update(rc=other.returncode, said=other.stdout + other.stderr)
+        return task_started("configure", "Create the app directory")(run_id, since)
+
+    with Canary(tmp_path / "canary") as canary, AppSampler(health=True) as sampler:
+        assert drkit("lab.chaos", "zone-outage", "--zone", ZONE).returncode == 0
+        run_id = kill_when(["zone-failover", "--zone", ZONE, "--yes", "--json"], None,
+                           "the new host's configuration", configuring, delay=0.3)
+        proc = drkit("zone-failover", "--resume", run_id, "--yes", "--json", timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        canary.keep_writing()
+    assert second["rc"] == ExitCode.LOCK_HELD and "lock held by" in second["said"], second
+
+    # The capacity moved once, into us-east-1a, and nothing was launched into the cut zone.
+    now = running(lab)
+    new = set(now) - set(baseline)
+    assert len(new) == 1 and len(now) == len(baseline), (baseline, now)
+    assert all(r["zone"] == "us-east-1a" for r in now.values()), now
+    assert not [i for i, r in app_instances(lab).items()
+                if r["zone"] == ZONE and i not in baseline], "a host was launched into the cut zone"
+    assert shift_recorded()
+
+    # Clients: after the cut host left app., no answer named it and every host
+    # answered serves.
+    left_dns = finished_at(run_id, "dns-out")
+    late = [(t, a) for t, a in sampler.samples if t > left_dns and cut["ip"] in a]
+    assert not late, late[:3]
+    failed = [(t, ip, why) for t, ip, why in sampler.failures if t > left_dns]
+    assert not failed, failed[:3]
+    assert sorted(resolve(APP, resolver=RESOLVER)["addresses"]) == sorted(
+        r["ip"] for r in now.values())
+    report = canary.report()
+    assert report["acknowledged"] > 0 and report["lost"] == 0, report
+    result = result_of(proc)
+    assert result["status"] == "succeeded" and result["targets_met"], result
+    assert result["rpo_s"] == 0, result
+
+    # The zone comes back: one host per zone again, the newest of us-east-1a gone.
+    assert drkit("lab.chaos", "restore").returncode == 0
+    with AppSampler(health=True) as sampler:
+        back = drkit("zone-failover", "--zone", ZONE, "--restore", "--yes", "--json",
+                     timeout=600)
+    assert back.returncode == 0, (back.stdout + back.stderr)[-4000:]
+    restored = running(lab)
+    assert sorted(r["zone"] for r in restored.values()) == ["us-east-1a", ZONE], restored
+    assert not new & set(restored), "the surplus host (the newest) should have gone"
+    assert sorted(resolve(APP, resolver=RESOLVER)["addresses"]) == sorted(
+        r["ip"] for r in restored.values())
+    assert not sampler.failures, sampler.failures[:3]
+    assert not shift_recorded()
+    assert result_of(back)["status"] == "succeeded"
