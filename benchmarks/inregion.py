@@ -17,8 +17,18 @@ and its write downtime: the longest time without an acknowledged write, which
 is how long the primary waited for the dead synchronous standby before the run
 told it to stop.
 
-Not measured yet (issue 14): a database primary node and the zone failover,
-which need the two-zone topology with an in-region standby.
+Zone rounds (--zone-hosts 1,4,12): RB-DR-002 with that many us-east app hosts
+per zone. The capacity is set the way an operator sets it, in the estate's
+Terraform variables: a file terraform/envs/lab/zz-bench.auto.tfvars.json
+(ignored by git, removed afterwards, the baseline applied again) raises
+us-east's app capacity, `lab.reset` configures the hosts and app.; then
+`lab.chaos zone-outage --zone us-east-1b`, `zone-failover --zone us-east-1b`
+(wall time, target <= 60 s; RTO; client requests that failed after the zone's
+hosts left DNS, target 0), `lab.chaos restore` and `--restore` (wall time).
+The cost must grow far slower than the host count (Ansible's forks).
+
+Not measured yet (issue 14): a database primary node, which needs the two-zone
+topology with an in-region standby.
 """
 
 from __future__ import annotations
@@ -43,6 +53,11 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from drkit.checks.dns import resolve  # noqa: E402
 
 TARGET_APP_S = 60.0
+TARGET_ZONE_S = 60.0
+ZONE = "us-east-1b"
+BENCH_TFVARS = PROJECT_ROOT / "terraform" / "envs" / "lab" / "zz-bench.auto.tfvars.json"
+BASE_CAPACITY = {"us-east": {"db": 1, "app": 2}, "eu-west": {"db": 1, "app": 1},
+                 "ap-south": {"db": 1, "app": 0}}  # terraform/envs/lab/lab.auto.tfvars
 RESOLVER = "10.77.0.2"
 APP = "app.lab.internal"
 
@@ -157,12 +172,76 @@ def replica_round(out: Path) -> dict[str, Any]:
             "write_unavailable_s": report["write_unavailable_s"]}
 
 
+def _result(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+    if proc.returncode:
+        raise SystemExit(f"{what} failed ({proc.returncode}): "
+                         f"{(proc.stdout + proc.stderr)[-2000:]}")
+    return next(json.loads(line) for line in reversed(proc.stdout.splitlines())
+                if '"event": "result"' in line)
+
+
+def set_app_hosts_per_zone(per_zone: int | None) -> None:
+    """us-east runs ``per_zone`` app hosts in each of its two zones (None: the
+    baseline), configured and in app.: Terraform, then `lab.reset`."""
+    from drkit.lab import controller, paths
+
+    if per_zone is None:
+        BENCH_TFVARS.unlink(missing_ok=True)
+    else:
+        capacity = json.loads(json.dumps(BASE_CAPACITY))
+        capacity["us-east"]["app"] = 2 * per_zone
+        BENCH_TFVARS.write_text(json.dumps({"capacity": capacity}, indent=2) + "\n")
+    lab = paths.LabPaths.for_project(PROJECT_ROOT)
+    controller.apply_estate(PROJECT_ROOT, lab, progress=lambda _line: None)
+    controller.reset(PROJECT_ROOT)
+
+
+def zone_round(per_zone: int) -> dict[str, Any]:
+    from drkit.journal import parse_ts, read_events
+
+    set_app_hosts_per_zone(per_zone)
+    killed = drkit("lab.chaos", "zone-outage", "--zone", ZONE)
+    if killed.returncode:
+        raise SystemExit(f"zone-outage failed: {killed.stderr[-1000:]}")
+    with Clients() as clients:
+        start = time.perf_counter()
+        result = _result(drkit("zone-failover", "--zone", ZONE, "--yes", "--json"),
+                         "zone-failover")
+        wall = time.perf_counter() - start
+    events = read_events(PROJECT_ROOT / ".drkit" / "runs" / result["run_id"] / "journal.jsonl")
+    steps = {e["step"]: round(e.get("duration_s") or 0.0, 2) for e in events
+             if e["event"] == "step_finished"}
+    out_at = max(parse_ts(e["ts"]).timestamp() for e in events
+                 if e["event"] == "step_finished" and e["step"] == "dns-out")
+    failed = [r for r in clients.requests if not r[2]]
+    drkit("lab.chaos", "restore")
+    with Clients() as back_clients:
+        start = time.perf_counter()
+        back = _result(drkit("zone-failover", "--zone", ZONE, "--restore", "--yes", "--json"),
+                       "zone-failover --restore")
+        back_wall = time.perf_counter() - start
+    return {"app_hosts_per_zone": per_zone, "run_id": result["run_id"],
+            "wall_s": round(wall, 2), "rto_s": result["rto_s"], "steps_s": steps,
+            "requests": len(clients.requests), "failed": len(failed),
+            "failed_after_dns_out": sum(1 for r in failed if r[0] > out_at),
+            "restore_run_id": back["run_id"], "restore_wall_s": round(back_wall, 2),
+            "restore_failed": sum(1 for r in back_clients.requests if not r[2])}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--replica-rounds", type=int, default=1)
+    parser.add_argument("--zone-hosts", default="",
+                        help="zone failover rounds with these app hosts per zone, e.g. 1,4,12")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    try:
+        per_zone = [int(n) for n in args.zone_hosts.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--zone-hosts {args.zone_hosts!r}: expected numbers, e.g. 1,4,12")
+    if any(n < 1 or n > 16 for n in per_zone):
+        parser.error("--zone-hosts: each count must be 1 to 16 hosts per zone")
     rows = []
     for n in range(args.rounds):
         row = one_round(n)
@@ -187,11 +266,30 @@ def main() -> int:
               f"RTO {row['rto_s']:.1f} s; canary {row['acknowledged']} acknowledged, "
               f"{row['lost']} lost (target 0); write downtime {row['write_unavailable_s']} s")
     lost = sum(r["lost"] for r in replicas)
+    zones = []
+    try:
+        for n in per_zone:
+            row = zone_round(n)
+            zones.append(row)
+            verdict = "PASS" if row["wall_s"] <= TARGET_ZONE_S else "MISS"
+            print(f"zone round, {n} app host(s) per zone: zone-failover wall {row['wall_s']:.1f} s "
+                  f"(target {TARGET_ZONE_S:.0f} s) {verdict}; RTO {row['rto_s']:.1f} s; client "
+                  f"requests {row['requests']}, failed {row['failed']} "
+                  f"({row['failed_after_dns_out']} after the zone left DNS); --restore wall "
+                  f"{row['restore_wall_s']:.1f} s ({row['restore_failed']} requests failed); "
+                  f"steps {row['steps_s']}")
+    finally:
+        if per_zone:
+            set_app_hosts_per_zone(None)
+    zones_ok = all(r["wall_s"] <= TARGET_ZONE_S and r["failed_after_dns_out"] == 0
+                   for r in zones)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"target_app_s": TARGET_APP_S, "rounds": rows,
-                                        "replica_rounds": replicas}, indent=2) + "\n")
-    return 0 if met == len(rows) and lost == 0 else 1
+                                        "replica_rounds": replicas,
+                                        "target_zone_s": TARGET_ZONE_S, "zone_rounds": zones},
+                                       indent=2) + "\n")
+    return 0 if met == len(rows) and lost == 0 and zones_ok else 1
 
 
 if __name__ == "__main__":
