@@ -55,6 +55,7 @@ class DrkitProgram(Program):
     task or flag, a missing argument) is bad input, exit 2, like any other."""
 
     def parse_core(self, argv: list[str] | None) -> None:
+        argv = self._help_first(argv)
         try:
             super().parse_core(argv)
         except ParseError as exc:
@@ -71,6 +72,19 @@ class DrkitProgram(Program):
             super().parse_cleanup()
         except ParseError as exc:
             raise self._bad_command_line(exc) from None
+
+    def _help_first(self, argv: list[str] | None) -> list[str] | None:
+        """``drkit TASK ... --help`` as ``drkit --help TASK``: invoke would hand
+        --help to a task's positional argument (``drkit show --help`` looked for a
+        runbook named --help) instead of printing the task's help."""
+        if argv is None:
+            argv = list(sys.argv)
+        if len(argv) < 3:
+            return argv
+        task = argv[1]
+        if task.startswith("-") or "--help" not in argv[2:]:
+            return argv
+        return [argv[0], "--help", task]
 
     def _bad_command_line(self, exc: ParseError) -> Exit:
         task = getattr(exc.context, "name", None)

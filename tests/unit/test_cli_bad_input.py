@@ -299,3 +299,13 @@ def test_a_run_killed_during_its_preflight_checks_again_on_resume(project, tmp_p
     assert "preflight again: it never finished" in out
     assert f"{run_id}: refused by preflight; nothing changed" in out
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("task", ["show", "report", "resume", "rehearse", "zone-failover",
+                                  "replace-node"])
+def test_task_help_after_the_task_name_prints_the_tasks_help(project, capsys, task):
+    """`drkit show --help` is the task's help, not a runbook named --help (invoke
+    would hand --help to a positional argument)."""
+    assert drkit(task, "--help") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Usage: drkit [--core-opts] {task} "), out[:200]
