@@ -1,6 +1,7 @@
 """Read-only probes. Importing this package registers every built-in probe."""
 
 from drkit.checks import (  # noqa: F401
+    app,
     aws,
     backup,
     config_backup,

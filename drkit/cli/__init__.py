@@ -6,6 +6,7 @@ from invoke import Collection
 
 from drkit import __version__
 from drkit.cli import (
+    app,
     backup,
     compromise,
     corruption,
@@ -22,6 +23,7 @@ from drkit.cli.common import DrkitProgram
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
               runs.report, dr.failover, dr.failback, nodes.replace_node, zones.zone_failover,
+              app.app_recovery,
               backup.restore, corruption.recover_corruption, readiness.readiness,
               rehearse.history, rehearse.postmortem, compromise.key_compromise,
               compromise.rotate_keys):

@@ -105,6 +105,17 @@ BAD_INPUT = [
     (["zone-failover", "--resume", A_DR_RUN, "--zone", "us-east-1b"],
      "--zone cannot change them"),
     (["zone-failover", "--resume", A_DR_RUN], "not a run of RB-DR-002"),
+    # app-recovery
+    (["app-recovery", *LAB], "app-recovery needs --type"),
+    (["app-recovery", "--type", "reboot", *LAB], "--type 'reboot': not a recovery type"),
+    (["app-recovery", "--type", "complete-rebuild", *LAB], "is not built yet"),
+    (["app-recovery", "--type", "region-failover", *LAB], "needs --target-region"),
+    (["app-recovery", "--type", "region-failover", "--target-region", "mars", *LAB],
+     "unknown region 'mars' in environment lab"),
+    (["app-recovery", "--type", "service-failure", "--target-region", "eu-west", *LAB],
+     "--target-region applies to --type region-failover only"),
+    (["app-recovery", "--resume", A_DR_RUN, "--type", "service-failure"],
+     "--type cannot change them"),
     # failover, failback
     (["failover", *LAB], "failover needs --region"),
     (["failover", "--region", "mars", *LAB], "unknown region 'mars' in environment lab"),
@@ -162,6 +173,8 @@ BAD_INPUT = [
     (["lab.chaos", "zone-outage", "--zone", "us-east-1a", "--region", "us-east"],
      "zone-outage does not take --region"),
     (["lab.chaos", "node-kill", "--host", "nosuch"], "no running host matches 'nosuch'"),
+    (["lab.chaos", "app-kill"], "app-kill needs --host"),
+    (["lab.chaos", "app-kill", "--host", "nosuch"], "no running host matches 'nosuch'"),
     (["lab.chaos", "corrupt", "--table", 'x"; drop'], "not a plain table name"),
     (["lab.chaos", "restore", "--table", "orders"], "restore does not take --table"),
     (["lab.chaos", "restore", "--region", "mars-west-9"], "unknown region 'mars-west-9'"),
@@ -302,7 +315,7 @@ def test_a_run_killed_during_its_preflight_checks_again_on_resume(project, tmp_p
 
 
 @pytest.mark.parametrize("task", ["show", "report", "resume", "rehearse", "zone-failover",
-                                  "replace-node"])
+                                  "replace-node", "app-recovery"])
 def test_task_help_after_the_task_name_prints_the_tasks_help(project, capsys, task):
     """`drkit show --help` is the task's help, not a runbook named --help (invoke
     would hand --help to a positional argument)."""
