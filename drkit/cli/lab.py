@@ -15,6 +15,7 @@ from drkit.project import find_project
 
 #: Each kind of chaos and the options it takes (all but restore need theirs).
 CHAOS_OPTIONS = {"zone-outage": ("zone",), "region-outage": ("region",), "node-kill": ("host",),
+                 "app-kill": ("host",),
                  "corrupt": ("table", "how"), "damage-backup": ("region",),
                  "api-outage": ("region", "service"),
                  "restore": ("zone", "region", "host")}
@@ -103,7 +104,7 @@ CHAOS_HELP = {
     "zone": "availability zone, e.g. eu-west-1a (zone-outage, restore)",
     "region": "region, e.g. us-east or us-east-1 (region-outage, restore); for "
               "damage-backup, the region of the repository to damage",
-    "host": "instance id, name or IP (node-kill, restore)",
+    "host": "instance id, name or IP (node-kill, app-kill, restore)",
     "service": "api-outage: one AWS service (e.g. secretsmanager, s3); default every one",
     "table": "table to damage on the primary (corrupt)",
     "how": "corrupt: drop (default: DROP TABLE) or update (overwrite a column in every "
@@ -113,9 +114,9 @@ CHAOS_HELP = {
 @task(positional=["kind"], help=CHAOS_HELP)
 @maps_errors
 def chaos(c, kind, zone="", region="", host="", table="", service="", how=""):
-    """Break the lab on purpose: zone/region outages, a region's API down, a crashed node,
-    a dropped table, a damaged backup; `restore` undoes outages and node kills (all, or
-    the one named)."""
+    """Break the lab on purpose: zone/region outages, a region's API down, a crashed node
+    or app, a dropped table, a damaged backup; `restore` undoes outages and node kills
+    (all, or the one named)."""
     from drkit.lab import chaos as lab_chaos
     from drkit.lab.controller import INVENTORY_DIR
     from drkit.lab.paths import LabPaths
@@ -158,6 +159,8 @@ def chaos(c, kind, zone="", region="", host="", table="", service="", how=""):
         lines = lab_chaos.region_outage(lab, region)
     elif kind == "node-kill":
         lines = lab_chaos.node_kill(lab, host)
+    elif kind == "app-kill":
+        lines = lab_chaos.app_kill(lab, host)
     elif kind == "corrupt":
         lines = lab_chaos.corrupt(lab, table, how=how or "drop")
     elif kind == "api-outage":

@@ -18,12 +18,14 @@ import json
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from drkit.errors import ConfigError, LabError
 from drkit.fsutil import atomic_write_json
 from drkit.lab import netns, paths
 from drkit.lab.hosts import kill_host_processes
+from drkit.lab.processes import kill_pids
 from drkit.lab.reconciler import read_chaos, read_view
 
 #: ``corrupt --table T`` is implemented by whoever owns the database roles; they
@@ -147,6 +149,28 @@ def node_kill(lab: paths.LabPaths, host: str) -> list[str]:
         netns.set_link(port, up=False, ns=paths.GATEWAY_NS)
     count = kill_host_processes(iid)
     return [f"host {row['name']} ({iid}, {row['ip']}): killed {count} processes, link down"]
+
+
+def app_kill(lab: paths.LabPaths, host: str) -> list[str]:
+    """Crash the app on a host (SIGKILL of its process); the host stays up, ssh
+    answers: a service failure, not a node failure. Nothing to undo: restarting
+    the app is the recovery (app-recovery --type service-failure)."""
+    row = find_host(lab, host)
+    pids = [pid for pid in netns.ns_pids(row["ns"]) if _is_app(pid)]
+    if not pids:
+        raise ConfigError(f"no app process runs on {row['name']} ({row['ip']})",
+                       hint="app-kill takes an app host whose app runs (drkit lab.status)")
+    kill_pids(pids)
+    return [f"host {row['name']} ({row['instance_id']}, {row['ip']}): app killed "
+            f"(pid {', '.join(map(str, pids))}); the host is up"]
+
+
+def _is_app(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a.endswith(b"/app.py") for a in argv)
 
 
 def corrupt(lab: paths.LabPaths, table: str, **options: Any) -> list[str]:
