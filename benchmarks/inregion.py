@@ -200,6 +200,7 @@ def zone_round(per_zone: int) -> dict[str, Any]:
     from drkit.journal import parse_ts, read_events
 
     set_app_hosts_per_zone(per_zone)
+    cut = sorted(r["ip"] for r in app_hosts() if r["zone"] == ZONE)
     killed = drkit("lab.chaos", "zone-outage", "--zone", ZONE)
     if killed.returncode:
         raise SystemExit(f"zone-outage failed: {killed.stderr[-1000:]}")
@@ -224,6 +225,11 @@ def zone_round(per_zone: int) -> dict[str, Any]:
             "wall_s": round(wall, 2), "rto_s": result["rto_s"], "steps_s": steps,
             "requests": len(clients.requests), "failed": len(failed),
             "failed_after_dns_out": sum(1 for r in failed if r[0] > out_at),
+            # (seconds after dns-out, address): a cut-zone address here would be a
+            # client sent to the zone; another one, a request that timed out (1 s).
+            "failed_after_dns_out_at": [(round(r[0] - out_at, 2), r[1]) for r in failed
+                                        if r[0] > out_at][:10],
+            "cut_zone_addresses": cut,
             "restore_run_id": back["run_id"], "restore_wall_s": round(back_wall, 2),
             "restore_failed": sum(1 for r in back_clients.requests if not r[2])}
 

@@ -87,8 +87,8 @@ variable "capacity" {
   }
 
   validation {
-    condition     = alltrue([for n in values(var.capacity) : n <= 20])
-    error_message = "capacity.db and capacity.app must be at most 20 (raise the limit in the module if an estate really needs more)."
+    condition     = alltrue([for n in values(var.capacity) : n <= 48])
+    error_message = "capacity.db and capacity.app must be at most 48 (a guard against a typo; raise the limit in the module if an estate really needs more)."
   }
 }
 
