@@ -16,8 +16,11 @@ variable "capacity" {
     db  = number
     app = number
   }))
+  # One database node per region: the site playbook (db-roles.yml) expects exactly
+  # that until the in-region standby of issue 14 lands
+  # (docs/design/two-zone-topology.md); db = 2 in us-east failed the site before.
   default = {
-    us-east  = { db = 2, app = 3 }
+    us-east  = { db = 1, app = 3 }
     eu-west  = { db = 1, app = 1 }
     ap-south = { db = 1, app = 0 }
   }
