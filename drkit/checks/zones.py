@@ -80,6 +80,23 @@ def shares(total: int, zones: list[str], zones_out: list[str]) -> dict[str, int]
                 if z in zones_in else 0) for z in zones}
 
 
+def split_surplus(groups: dict[str, dict[str, Any]], hosts: list[dict[str, Any]],
+                  after: dict[str, int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """For a restore, each group's members over its share ``after`` (by zone): the
+    newest go (``surplus``), the others stay (``keep``, protected from the scale-in).
+    A quarantined host (RB-DR-005 --isolate) is evidence: it always stays, and
+    counts toward its group. Pure."""
+    surplus: list[dict[str, Any]] = []
+    keep: list[dict[str, Any]] = []
+    for zone, group in sorted(groups.items()):
+        members = [n for n in hosts if n["id"] in group["members"]]
+        candidates = _newest_first([n for n in members if not n.get("quarantined")])
+        over = max(0, len(members) - after.get(zone, 0))
+        surplus += candidates[:over]
+        keep += candidates[over:]
+    return surplus, keep
+
+
 def request_problems(zone: str, *, restore: bool, region: str | None,
                      region_zones: list[str], known: list[str], shifted_zones: list[str],
                      primary_zone: str | None) -> tuple[list[str], str]:
@@ -164,21 +181,16 @@ def plan_probe(ctx: StepContext, zone: str, restore: bool = False, mode: str = "
                         + ", ".join(n["problems"]) for n in sick]
             hint = "the zone is failing: run it unplanned (--mode unplanned)"
     answer = set(app_record(ctx)["addresses"])
-    apps = [n for n in nodes if n.get("role") == "app" and not n.get("quarantined")]
+    all_apps = [n for n in nodes if n.get("role") == "app"]
+    apps = [n for n in all_apps if not n.get("quarantined")]
     groups = app_groups(ctx, region)
     total = sum(g["desired"] for g in groups.values())
     after_out = [z for z in zones_shifted if z != zone] if restore else [*zones_shifted, zone]
     after = shares(total, region_zones, after_out) if any(
         z not in after_out for z in region_zones) else {}
-    surplus: list[dict[str, Any]] = []
-    keep: list[dict[str, Any]] = []
-    if restore:
-        for z, group in sorted(groups.items()):
-            members = [n for n in apps if n["id"] in group["members"]]
-            over = max(0, len(members) - after.get(z, 0))
-            surplus += _newest_first(members)[:over]
-            keep += _newest_first(members)[over:]
-    leaving = surplus if restore else [n for n in in_zone if n.get("role") == "app"]
+    surplus, keep = split_surplus(groups, all_apps, after) if restore else ([], [])
+    # Every address of the zone leaves app. on a shift, a quarantined host's too.
+    leaving = surplus if restore else [n for n in in_zone if n in all_apps]
     return {**out, "ok": not problems, "problems": problems, "hint": hint,
             "cloud_region": cloud_region(ctx, region),
             "region_zones": region_zones, "shifted": zones_shifted,
@@ -190,6 +202,8 @@ def plan_probe(ctx: StepContext, zone: str, restore: bool = False, mode: str = "
             "capacity": total, "shares_after": after,
             "surplus": [_host(ctx, n) for n in surplus],
             "keep": [_host(ctx, n) for n in keep],
+            # Quarantined hosts are evidence: protected from every scale-in, never lifted.
+            "evidence": [_host(ctx, n) for n in all_apps if n.get("quarantined")],
             "names": ", ".join(f"{n.get('name')} ({n['id']}, {n['ip']})" for n in leaving)
             or "none"}
 
@@ -225,23 +239,25 @@ def capacity_probe(ctx: StepContext, zone: str, restore: bool, shares_after: dic
     healthy_ips: set[str] = set()
     for z, group in sorted(groups.items()):
         members = [nodes[i] for i in group["members"] if i in nodes]
-        checked = health_of(members, timeout)
+        # A quarantined host is evidence, kept (and protected) on purpose: it is
+        # neither a shortfall nor leftover protection.
+        evidence = {n["id"] for n in members if n.get("quarantined")}
+        checked = health_of([n for n in members if n["id"] not in evidence], timeout)
         healthy = [n for n in checked if n["healthy"]]
-        healthy_ips |= {n["ip"] for n in healthy if not n.get("quarantined")}
+        healthy_ips |= {n["ip"] for n in healthy}
         want = shares_after.get(z, group["desired"])
         rows.append({"zone": z, "group": group["name"], "desired": group["desired"],
-                     "share": want, "healthy": len(healthy)})
+                     "share": want, "healthy": len(healthy), "quarantined": len(evidence)})
         if group["desired"] != want:
             findings.append(f"{group['name']}: desired {group['desired']}, the zone's share is "
                             f"{want} (Terraform and drkit.checks.zones.shares disagree?)")
-        if len(healthy) < group["desired"]:
+        if len(healthy) + len(evidence) < group["desired"]:
             findings.append(f"{group['name']}: {len(healthy)} healthy of {group['desired']} ("
                             + "; ".join(f"{n['id']}: {', '.join(n['problems'])}"
                                         for n in checked if not n["healthy"]) + ")")
-        if group["protected"]:
-            findings.append(f"{group['name']}: scale-in protection left on "
-                            f"{', '.join(group['protected'])}")
-    in_zone = [n for n in nodes.values() if n["zone"] == zone
+        if left := [i for i in group["protected"] if i not in evidence]:
+            findings.append(f"{group['name']}: scale-in protection left on {', '.join(left)}")
+    in_zone = [n for n in nodes.values() if n["zone"] == zone and not n.get("quarantined")
                and n["state"] in ("pending", "running")]
     if not restore and in_zone:
         findings.append(f"app hosts still run in {zone}: "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from drkit.checks.zones import request_problems, shares
+from drkit.checks.zones import request_problems, shares, split_surplus
 
 ZONES = ["us-east-1a", "us-east-1b"]
 
@@ -60,3 +60,25 @@ def test_bad_requests_are_refused_with_the_way_out(request_, problem, way_out):
 ])
 def test_sound_requests_pass(request_):
     assert _refusal(**request_) == ([], "")
+
+
+def _host(iid, launched, quarantined=False):
+    return {"id": iid, "launched": launched, "quarantined": quarantined}
+
+
+def test_a_restore_takes_the_newest_hosts_over_each_share_and_keeps_the_others():
+    groups = {"us-east-1a": {"members": ["i-old", "i-new", "i-newer"]},
+              "us-east-1b": {"members": []}}
+    hosts = [_host("i-old", 1.0), _host("i-new", 2.0), _host("i-newer", 3.0)]
+    surplus, keep = split_surplus(groups, hosts, {"us-east-1a": 2, "us-east-1b": 1})
+    assert [n["id"] for n in surplus] == ["i-newer"]
+    assert [n["id"] for n in keep] == ["i-new", "i-old"]
+
+
+def test_a_quarantined_host_is_never_surplus_and_counts_toward_its_group():
+    groups = {"us-east-1a": {"members": ["i-evidence", "i-new"]}}
+    hosts = [_host("i-evidence", 9.0, quarantined=True), _host("i-new", 2.0)]
+    surplus, keep = split_surplus(groups, hosts, {"us-east-1a": 1})
+    assert [n["id"] for n in surplus] == ["i-new"] and keep == []
+    surplus, keep = split_surplus(groups, hosts, {"us-east-1a": 0})
+    assert [n["id"] for n in surplus] == ["i-new"]  # the evidence stays even over the share
