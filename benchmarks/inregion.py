@@ -56,8 +56,7 @@ TARGET_APP_S = 60.0
 TARGET_ZONE_S = 60.0
 ZONE = "us-east-1b"
 BENCH_TFVARS = PROJECT_ROOT / "terraform" / "envs" / "lab" / "zz-bench.auto.tfvars.json"
-BASE_CAPACITY = {"us-east": {"db": 1, "app": 2}, "eu-west": {"db": 1, "app": 1},
-                 "ap-south": {"db": 1, "app": 0}}  # terraform/envs/lab/lab.auto.tfvars
+LAB_TFVARS = PROJECT_ROOT / "terraform" / "envs" / "lab" / "lab.auto.tfvars"
 RESOLVER = "10.77.0.2"
 APP = "app.lab.internal"
 
@@ -180,6 +179,19 @@ def _result(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]
                 if '"event": "result"' in line)
 
 
+def base_capacity() -> dict[str, dict[str, int]]:
+    """The lab's baseline ``capacity`` map, read from lab.auto.tfvars (its
+    ``<region> = { db = N, app = M }`` lines), so a changed baseline is kept."""
+    import re
+
+    found = {m["region"]: {"db": int(m["db"]), "app": int(m["app"])} for m in re.finditer(
+        r"^\s*(?P<region>[a-z]+-[a-z]+)\s*=\s*\{\s*db\s*=\s*(?P<db>\d+)\s*,\s*app\s*=\s*"
+        r"(?P<app>\d+)\s*\}", LAB_TFVARS.read_text(), re.MULTILINE)}
+    if "us-east" not in found:
+        raise SystemExit(f"no capacity for us-east in {LAB_TFVARS}")
+    return found
+
+
 def set_app_hosts_per_zone(per_zone: int | None) -> None:
     """us-east runs ``per_zone`` app hosts in each of its two zones (None: the
     baseline), configured and in app.: Terraform, then `lab.reset`."""
@@ -188,7 +200,7 @@ def set_app_hosts_per_zone(per_zone: int | None) -> None:
     if per_zone is None:
         BENCH_TFVARS.unlink(missing_ok=True)
     else:
-        capacity = json.loads(json.dumps(BASE_CAPACITY))
+        capacity = base_capacity()
         capacity["us-east"]["app"] = 2 * per_zone
         BENCH_TFVARS.write_text(json.dumps({"capacity": capacity}, indent=2) + "\n")
     lab = paths.LabPaths.for_project(PROJECT_ROOT)
@@ -273,6 +285,9 @@ def main() -> int:
               f"{row['lost']} lost (target 0); write downtime {row['write_unavailable_s']} s")
     lost = sum(r["lost"] for r in replicas)
     zones = []
+    if BENCH_TFVARS.exists():  # a killed run's: every apply would keep its capacity
+        print(f"removing {BENCH_TFVARS.name}, left by a killed run, and applying the baseline")
+        set_app_hosts_per_zone(None)
     try:
         for n in per_zone:
             row = zone_round(n)
