@@ -108,27 +108,36 @@ def app_hosts() -> list[dict[str, Any]]:
                    and r["state"] == "running"), key=lambda r: r["zone"])
 
 
-def one_round(n: int) -> dict[str, Any]:
+def _result(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+    if proc.returncode:
+        raise SystemExit(f"{what} failed ({proc.returncode}): "
+                         f"{(proc.stdout + proc.stderr)[-2000:]}")
+    return next(json.loads(line) for line in reversed(proc.stdout.splitlines())
+                if '"event": "result"' in line)
+
+
+def _steps_and_dns_out(run_id: str) -> tuple[dict[str, float], float]:
+    """Each step's time in the run's journal, and when its dns-out step finished."""
     from drkit.journal import parse_ts, read_events
 
+    events = read_events(PROJECT_ROOT / ".drkit" / "runs" / run_id / "journal.jsonl")
+    steps = {e["step"]: round(e.get("duration_s") or 0.0, 2) for e in events
+             if e["event"] == "step_finished"}
+    out_at = max(parse_ts(e["ts"]).timestamp() for e in events
+                 if e["event"] == "step_finished" and e["step"] == "dns-out")
+    return steps, out_at
+
+
+def one_round(n: int) -> dict[str, Any]:
     victim = app_hosts()[n % 2]
     killed = drkit("lab.chaos", "node-kill", "--host", victim["instance_id"])
     if killed.returncode:
         raise SystemExit(f"node-kill failed: {killed.stderr[-1000:]}")
     with Clients() as clients:
         start = time.perf_counter()
-        proc = drkit("replace-node", "--auto", "--yes", "--json")
+        result = _result(drkit("replace-node", "--auto", "--yes", "--json"), "replace-node")
         wall = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"replace-node failed ({proc.returncode}): "
-                         f"{(proc.stdout + proc.stderr)[-2000:]}")
-    result = next(json.loads(line) for line in reversed(proc.stdout.splitlines())
-                  if '"event": "result"' in line)
-    events = read_events(PROJECT_ROOT / ".drkit" / "runs" / result["run_id"] / "journal.jsonl")
-    steps = {e["step"]: round(e.get("duration_s") or 0.0, 2) for e in events
-             if e["event"] == "step_finished"}
-    out_at = max(parse_ts(e["ts"]).timestamp() for e in events
-                 if e["event"] == "step_finished" and e["step"] == "dns-out")
+    steps, out_at = _steps_and_dns_out(result["run_id"])
     failed = [r for r in clients.requests if not r[2]]
     drkit("lab.chaos", "restore")
     return {"run_id": result["run_id"], "victim": victim["instance_id"], "zone": victim["zone"],
@@ -158,25 +167,13 @@ def replica_round(out: Path) -> dict[str, Any]:
     finally:
         writer.stop()
         thread.join(timeout=60)
-    if proc.returncode:
-        raise SystemExit(f"replace-node failed ({proc.returncode}): "
-                         f"{(proc.stdout + proc.stderr)[-2000:]}")
-    result = next(json.loads(line) for line in reversed(proc.stdout.splitlines())
-                  if '"event": "result"' in line)
+    result = _result(proc, "replace-node")
     report = database.canary_report(out)
     drkit("lab.chaos", "restore")
     return {"run_id": result["run_id"], "victim": victim["instance_id"],
             "wall_s": round(wall, 2), "rto_s": result["rto_s"],
             "acknowledged": report["acknowledged"], "lost": report["lost"],
             "write_unavailable_s": report["write_unavailable_s"]}
-
-
-def _result(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
-    if proc.returncode:
-        raise SystemExit(f"{what} failed ({proc.returncode}): "
-                         f"{(proc.stdout + proc.stderr)[-2000:]}")
-    return next(json.loads(line) for line in reversed(proc.stdout.splitlines())
-                if '"event": "result"' in line)
 
 
 def base_capacity() -> dict[str, dict[str, int]]:
@@ -209,7 +206,6 @@ def set_app_hosts_per_zone(per_zone: int | None) -> None:
 
 
 def zone_round(per_zone: int) -> dict[str, Any]:
-    from drkit.journal import parse_ts, read_events
 
     set_app_hosts_per_zone(per_zone)
     cut = sorted(r["ip"] for r in app_hosts() if r["zone"] == ZONE)
@@ -221,11 +217,7 @@ def zone_round(per_zone: int) -> dict[str, Any]:
         result = _result(drkit("zone-failover", "--zone", ZONE, "--yes", "--json"),
                          "zone-failover")
         wall = time.perf_counter() - start
-    events = read_events(PROJECT_ROOT / ".drkit" / "runs" / result["run_id"] / "journal.jsonl")
-    steps = {e["step"]: round(e.get("duration_s") or 0.0, 2) for e in events
-             if e["event"] == "step_finished"}
-    out_at = max(parse_ts(e["ts"]).timestamp() for e in events
-                 if e["event"] == "step_finished" and e["step"] == "dns-out")
+    steps, out_at = _steps_and_dns_out(result["run_id"])
     failed = [r for r in clients.requests if not r[2]]
     drkit("lab.chaos", "restore")
     with Clients() as back_clients:
