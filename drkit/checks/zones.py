@@ -165,7 +165,7 @@ def plan_probe(ctx: StepContext, zone: str, restore: bool = False, mode: str = "
                                           primary_zone=None)
         return {**out, "ok": False, "problems": problems, "hint": hint}
     region_zones = list(ctx.env.region(region).get("zones") or [])
-    nodes = [n for n in instances(ctx, region) if n["state"] != "terminated"]
+    nodes = instances(ctx, region)  # every state but terminated
     in_zone = [n for n in nodes if n["zone"] == zone]
     dbs = [n for n in in_zone if n.get("role") == "db"]
     primary = database_primary(ctx, secret) if dbs else {}

@@ -15,7 +15,7 @@ import sys
 
 from invoke import task
 
-from drkit.cli.common import maps_errors, run_options, run_or_resume
+from drkit.cli.common import maps_errors, probe_context, run_options, run_or_resume
 from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
@@ -28,11 +28,8 @@ def _failing_hosts(params: dict):
     """check_env: the app hosts whose service fails while they are up, into params."""
     def check(environment) -> None:
         from drkit.checks.app import service_failures_probe
-        from drkit.project import find_project
-        from drkit.registry import StepContext
 
-        project = find_project()
-        ctx = StepContext(env=environment, project=project, run_dir=project.state_dir)
+        ctx = probe_context(environment)
         found = service_failures_probe(ctx)
         down = ", ".join(f"{n['name']} ({n['ip']})" for n in found["hosts_down"])
         if not found["failing"]:

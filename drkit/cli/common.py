@@ -245,6 +245,16 @@ def _print_outcome(result: Any, *, json_mode: bool, project_root: Path) -> None:
     print(f"report: {shown} (also report.html, report.json, junit.xml)", file=out)
 
 
+def probe_context(environment: Environment) -> Any:
+    """A StepContext for asking the estate's probes before a run starts (a task's
+    check_env resolving its request), in the project's state directory."""
+    from drkit.project import find_project
+    from drkit.registry import StepContext
+
+    project = find_project()
+    return StepContext(env=environment, project=project, run_dir=project.state_dir)
+
+
 def run_options(env: str, dry_run: bool, yes: bool, json_: bool, break_lock: bool,
                 from_: str, only: str, incident_start: str = "") -> dict[str, object]:
     """A runbook task's shared flags (RUN_HELP) as run_or_resume's keyword options."""

@@ -9,7 +9,7 @@ import sys
 
 from invoke import task
 
-from drkit.cli.common import maps_errors, run_options, run_or_resume
+from drkit.cli.common import maps_errors, probe_context, run_options, run_or_resume
 from drkit.cli.runs import RUN_HELP
 from drkit.errors import ConfigError
 
@@ -58,16 +58,13 @@ def _check_keys(names: list[str], everything: bool, isolate: list[str], params: 
 
 def _isolated_ids(environment, hosts: list[str]) -> list[str]:
     from drkit.checks.nodes import estate_nodes, find, inventory_name
-    from drkit.project import find_project
-    from drkit.registry import StepContext
 
     if not (environment.settings.get("quarantine") or {}).get("bastion_cidrs"):
         raise ConfigError("--isolate needs drkit.quarantine.bastion_cidrs in the environment's "
                           "settings (the networks the bastion reaches hosts from)",
                           hint="add it to inventory/<env>/group_vars/all/drkit.yml; "
                                "nothing was changed")
-    project = find_project()
-    ctx = StepContext(env=environment, project=project, run_dir=project.state_dir)
+    ctx = probe_context(environment)
     live = [n for n in estate_nodes(ctx) if n["state"] == "running"]
     ids = []
     for host in hosts:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from invoke import task
 
 from drkit.checks.corruption import STRATEGIES, parse_request
-from drkit.cli.common import maps_errors, run_options, run_or_resume
+from drkit.cli.common import maps_errors, probe_context, run_options, run_or_resume
 from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
@@ -24,11 +24,8 @@ def _check_against_estate(target, tables):
     """check_env: the request against the live primary and the repositories."""
     def check(environment) -> None:
         from drkit.checks.corruption import check_request
-        from drkit.project import find_project
-        from drkit.registry import StepContext
 
-        project = find_project()
-        ctx = StepContext(env=environment, project=project, run_dir=project.state_dir)
+        ctx = probe_context(environment)
         secret = DB_SECRET.format(estate=environment.settings.get("estate", "lab"))
         result = check_request(ctx, secret, target, tables)
         if result["problems"]:

@@ -15,7 +15,7 @@ import sys
 
 from invoke import task
 
-from drkit.cli.common import maps_errors, run_options, run_or_resume
+from drkit.cli.common import maps_errors, probe_context, run_options, run_or_resume
 from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
@@ -34,11 +34,8 @@ def _choose_nodes(params: dict, host: str, auto: bool, force: bool):
             possible_primaries,
             select,
         )
-        from drkit.project import find_project
-        from drkit.registry import StepContext
 
-        project = find_project()
-        ctx = StepContext(env=environment, project=project, run_dir=project.state_dir)
+        ctx = probe_context(environment)
         nodes = health_of(estate_nodes(ctx))
         secret = DB_SECRET.format(estate=environment.settings.get("estate", "lab"))
         primaries = possible_primaries(nodes, database_primary(ctx, secret))

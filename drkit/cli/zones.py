@@ -14,7 +14,7 @@ import sys
 from invoke import task
 
 from drkit.checks.zones import MODES
-from drkit.cli.common import maps_errors, run_options, run_or_resume
+from drkit.cli.common import maps_errors, probe_context, run_options, run_or_resume
 from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
@@ -26,11 +26,8 @@ def _check_request(zone: str, restore: bool, mode: str):
     """check_env: the zone plan's refusals, as bad input, before anything runs."""
     def check(environment) -> None:
         from drkit.checks.zones import plan_probe
-        from drkit.project import find_project
-        from drkit.registry import StepContext
 
-        project = find_project()
-        ctx = StepContext(env=environment, project=project, run_dir=project.state_dir)
+        ctx = probe_context(environment)
         secret = DB_SECRET.format(estate=environment.settings.get("estate", "lab"))
         plan = plan_probe(ctx, zone=zone, restore=restore, mode=mode, secret=secret)
         if plan["problems"]:
