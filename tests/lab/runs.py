@@ -87,6 +87,21 @@ class Canary:
         return database.canary_report(self.out)
 
 
+def app_instances(lab, *, running: bool = False) -> dict[str, dict]:
+    """The lab's us-east app instances by id, as the reconciler sees them: any state,
+    or with ``running`` the running ones."""
+    return {i: r for i, r in lab.view().items() if r["role"] == "app"
+            and r["dr_region"] == "us-east" and (not running or r["state"] == "running")}
+
+
+def health(ip: str) -> int:
+    """The status of the app's GET /health on ``ip`` (HTTPError for a non-2xx one)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{ip}:8080/health", timeout=5) as resp:
+        return resp.status
+
+
 class AppSampler:
     """A client of app. in a thread: every 50 ms it asks the lab's resolver for app.
     (``samples``: time, addresses) and, with ``health``, GETs /health from each

@@ -20,19 +20,19 @@ import pytest
 
 from drkit.checks.dns import resolve
 from drkit.errors import ExitCode
-from tests.lab.runs import APP, RESOLVER, AppSampler, drkit, finished_at, result_of, wait
+from tests.lab.runs import (
+    APP,
+    RESOLVER,
+    AppSampler,
+    app_instances,
+    drkit,
+    finished_at,
+    health,
+    result_of,
+    wait,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-
-
-def running_apps(lab) -> dict[str, dict]:
-    return {i: r for i, r in lab.view().items() if r["role"] == "app"
-            and r["dr_region"] == "us-east" and r["state"] == "running"}
-
-
-def health(ip: str) -> int:
-    with urllib.request.urlopen(f"http://{ip}:8080/health", timeout=5) as resp:
-        return resp.status
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_nothing_to_restart_is_refused(lab):
 
 
 def test_a_crashed_app_is_restarted_in_place_without_a_client_noticing(lab):
-    before = running_apps(lab)
+    before = app_instances(lab, running=True)
     victim = sorted(before.values(), key=lambda r: r["zone"])[0]
     assert drkit("lab.chaos", "app-kill", "--host", victim["ip"]).returncode == 0
     with AppSampler(health=True) as sampler:
@@ -58,7 +58,7 @@ def test_a_crashed_app_is_restarted_in_place_without_a_client_noticing(lab):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "decision: restart the app on" in proc.stderr and victim["ip"] in proc.stderr
 
-    assert running_apps(lab).keys() == before.keys(), "a host was replaced"
+    assert app_instances(lab, running=True).keys() == before.keys(), "a host was replaced"
     assert health(victim["ip"]) == 200
     assert sorted(resolve(APP, resolver=RESOLVER)["addresses"]) == sorted(
         r["ip"] for r in before.values())
@@ -69,7 +69,7 @@ def test_a_crashed_app_is_restarted_in_place_without_a_client_noticing(lab):
 
 
 def test_an_app_that_does_not_come_back_gets_its_host_replaced(lab):
-    before = running_apps(lab)
+    before = app_instances(lab, running=True)
     victim = sorted(before.values(), key=lambda r: r["zone"])[-1]
     assert drkit("lab.chaos", "app-kill", "--host", victim["ip"]).returncode == 0
     # Something else takes the app's port: a restart cannot bring the app back.
@@ -84,7 +84,7 @@ def test_an_app_that_does_not_come_back_gets_its_host_replaced(lab):
         squatter.wait(timeout=10)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
-    now = running_apps(lab)
+    now = app_instances(lab, running=True)
     assert victim["instance_id"] not in now
     new = set(now) - set(before)
     assert len(new) == 1 and len(now) == len(before), (before, now)

@@ -21,8 +21,6 @@ app. answering both app hosts, eu-west streaming synchronously, nothing broken.
 
 from __future__ import annotations
 
-import urllib.request
-
 import pytest
 
 from drkit.checks.dns import resolve
@@ -32,8 +30,10 @@ from tests.lab.runs import (
     RESOLVER,
     AppSampler,
     Canary,
+    app_instances,
     drkit,
     finished_at,
+    health,
     journal,
     kill_when,
     result_of,
@@ -42,17 +42,6 @@ from tests.lab.runs import (
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-
-
-def app_instances(lab) -> dict[str, dict]:
-    """The lab's us-east app instances by id, as the reconciler sees them (any state)."""
-    return {i: r for i, r in lab.view().items()
-            if r["role"] == "app" and r["dr_region"] == "us-east"}
-
-
-def health(ip: str) -> int:
-    with urllib.request.urlopen(f"http://{ip}:8080/health", timeout=5) as resp:
-        return resp.status
 
 
 @pytest.fixture(scope="module")

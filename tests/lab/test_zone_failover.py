@@ -26,6 +26,7 @@ from tests.lab.runs import (
     RESOLVER,
     AppSampler,
     Canary,
+    app_instances,
     drkit,
     finished_at,
     kill_when,
@@ -38,16 +39,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 ZONE = "us-east-1b"
 SHIFT_RECORD = f"/drkit/lab/zone-shifts/{ZONE}"
-
-
-def app_instances(lab) -> dict[str, dict]:
-    """The lab's us-east app instances by id, as the reconciler sees them (any state)."""
-    return {i: r for i, r in lab.view().items()
-            if r["role"] == "app" and r["dr_region"] == "us-east"}
-
-
-def running(lab) -> dict[str, dict]:
-    return {i: r for i, r in app_instances(lab).items() if r["state"] == "running"}
 
 
 def shift_recorded() -> bool:
@@ -67,7 +58,11 @@ def lab(lab_estate):
 
 
 def test_bad_requests_change_nothing(lab):
-    before = (sorted(running(lab)), resolve(APP, resolver=RESOLVER)["addresses"])
+    def state():
+        running = sorted(app_instances(lab, running=True))
+        return running, resolve(APP, resolver=RESOLVER)["addresses"]
+
+    before = state()
     cases = [
         (["--zone", "us-east-1a"], "the database primary runs in zone us-east-1a"),
         (["--zone", "ap-south-1a"], "the only zone of region ap-south still in"),
@@ -78,12 +73,12 @@ def test_bad_requests_change_nothing(lab):
         proc = drkit("zone-failover", *args, "--yes")
         assert proc.returncode == ExitCode.BAD_INPUT, (args, proc.stdout[-1000:], proc.stderr)
         assert says in proc.stderr and "nothing was changed" in proc.stderr, (args, proc.stderr)
-    assert (sorted(running(lab)), resolve(APP, resolver=RESOLVER)["addresses"]) == before
+    assert state() == before
     assert not shift_recorded()
 
 
 def test_a_cut_zone_is_shifted_away_and_brought_back_without_a_client_noticing(lab, tmp_path):
-    baseline = running(lab)
+    baseline = app_instances(lab, running=True)
     known = set(app_instances(lab))  # any state: earlier tests' terminated hosts too
     assert sorted(r["zone"] for r in baseline.values()) == ["us-east-1a", ZONE], baseline
     cut = next(r for r in baseline.values() if r["zone"] == ZONE)
@@ -106,7 +101,7 @@ def test_a_cut_zone_is_shifted_away_and_brought_back_without_a_client_noticing(l
     assert second["rc"] == ExitCode.LOCK_HELD and "lock held by" in second["said"], second
 
     # The capacity moved once, into us-east-1a, and nothing was launched into the cut zone.
-    now = running(lab)
+    now = app_instances(lab, running=True)
     new = set(now) - set(baseline)
     assert len(new) == 1 and len(now) == len(baseline), (baseline, now)
     assert all(r["zone"] == "us-east-1a" for r in now.values()), now
@@ -135,7 +130,7 @@ def test_a_cut_zone_is_shifted_away_and_brought_back_without_a_client_noticing(l
         back = drkit("zone-failover", "--zone", ZONE, "--restore", "--yes", "--json",
                      timeout=600)
     assert back.returncode == 0, (back.stdout + back.stderr)[-4000:]
-    restored = running(lab)
+    restored = app_instances(lab, running=True)
     assert sorted(r["zone"] for r in restored.values()) == ["us-east-1a", ZONE], restored
     assert not new & set(restored), "the surplus host (the newest) should have gone"
     assert sorted(resolve(APP, resolver=RESOLVER)["addresses"]) == sorted(
