@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import threading
 import time
@@ -161,12 +160,10 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
     for step, run in (("init", lambda: tf.init(backend_config=backend)),
                       ("apply", lambda: tf.ensure_init(lambda: tf.apply_now(vars=vars),
                                                        backend))):
+        # A request whose answer the emulator lost and the SDK resent gets its first
+        # answer (drkit.lab.moto_server's Idempotent): no apply fails on it.
         result = run()
         progress(f"  terraform {result.summary}")
-        if not result.ok and step == "apply" and (_orphaned_rules_revoked(result, progress)
-                                                  or _lost_revoke_answer(result, progress)):
-            result = run()
-            progress(f"  terraform {result.summary} (second attempt)")
         if not result.ok:
             raise LabError(f"terraform {step} of {TERRAFORM_DIR} failed: "
                            + " | ".join(result.tail[-5:]),
@@ -175,54 +172,6 @@ def apply_estate(project_root: Path, lab: paths.LabPaths, progress: Progress,
         atomic_write_json(lab.root / BASELINE_CAPACITY,
                           asg_capacities(lab_regions(project_root)))
     return result.outputs
-
-
-#: A security group rule Terraform created that the emulator says exists already.
-_DUPLICATE_RULE = re.compile(
-    r'module\.([\w-]+)\.aws_vpc_security_group_ingress_rule\.\w+\["(\w+)-([\d./]+)"\]')
-
-
-def _orphaned_rules_revoked(result: Any, progress: Progress) -> bool:
-    """Recover from an emulator quirk seen twice in ~10 lab ups on a loaded machine:
-    an apply fails with InvalidPermission.Duplicate for an ingress rule that is in
-    no state, because the request was carried out but its answer was lost and the
-    SDK sent it again. Revoke such rules (matched by the description the region
-    module gives them, "<name> from <cidr>") so a second apply creates them; True
-    if that is worth trying."""
-    text = " ".join(result.tail)
-    if "InvalidPermission.Duplicate" not in text:
-        return False
-    found = set(_DUPLICATE_RULE.findall(text))
-    for module, name, cidr in sorted(found):
-        cloud = paths.DEFAULT_REGIONS.get(module)
-        if cloud is None:
-            continue
-        ec2 = control_plane.client("ec2", cloud)
-        for group in ec2.describe_security_groups()["SecurityGroups"]:
-            for perm in group.get("IpPermissions", []):
-                ranges = [r for r in perm.get("IpRanges", [])
-                          if r.get("Description") == f"{name} from {cidr}"]
-                if ranges:
-                    ec2.revoke_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
-                        {k: perm[k] for k in ("IpProtocol", "FromPort", "ToPort") if k in perm}
-                        | {"IpRanges": [{"CidrIp": cidr}]}])
-                    progress(f"  revoked {name} from {cidr} in {group['GroupId']} ({module}): "
-                             "created by a request whose answer was lost; applying again")
-    return bool(found)
-
-
-def _lost_revoke_answer(result: Any, progress: Progress) -> bool:
-    """The same lost answer on the provider's revocation of a new security group's
-    default egress rule (seen once, on a CI-like load): the rule went, the retried
-    request found it gone. The group is then tainted in the state; a second apply
-    replaces it. True if that is the failure."""
-    text = " ".join(result.tail)
-    if "revoking default IPv4 egress rule" not in text \
-            or "InvalidPermission.NotFound" not in text:
-        return False
-    progress("  a security group's default egress rule was revoked by a request whose "
-             "answer was lost; applying again")
-    return True
 
 
 def asg_capacities(regions: list[str]) -> dict[str, list[int]]:

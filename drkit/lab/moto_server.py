@@ -23,6 +23,17 @@ CreateLaunchTemplate so that a retry after a lost answer is safe: under load a
 CI run's retry failed with "Launch template name already in use" for the
 template its own first attempt had created (see ``Idempotent``).
 
+The same loss hits requests without a token, about once per lab.up even on an
+idle machine (seen in moto's log: the same AuthorizeSecurityGroupIngress body
+twice, 97 ms apart, from two connections). A resend whose first copy succeeded
+then fails: InvalidGroup.Duplicate for the group the first CreateSecurityGroup
+made, InvalidSubnet.Conflict for the subnet the first CreateSubnet made,
+InvalidPermission.NotFound for the rule the first revocation removed. AWS would
+not have lost the answer; so a mutating EC2 request whose body repeats, within a
+minute, one that succeeded, and that moto now refuses, gets the first answer
+(see ``Idempotent``). Deletes are left as they are: a repeated delete's NotFound
+is how AWS answers it, and what clients take for "deleted already".
+
 A regional API outage (``drkit lab.chaos api-outage --region R [--service S]``)
 is the lab's chaos file listing ``cloud-region/service``: requests signed for it
 get 503 ServiceUnavailable, as a client sees a cloud region's API fail, while
@@ -138,10 +149,16 @@ class Idempotent:
     ``keep`` answers are kept (AWS keeps tokens for hours; a lab run's retries
     come within seconds)."""
 
+    #: How long a mutating request's success is kept for a resent copy of it.
+    RESENT_WITHIN_S = 60.0
+
     def __init__(self, app: Callable[..., Iterable[bytes]], keep: int = 2048) -> None:
         self.app = app
         self.keep = keep
         self.answers: OrderedDict[tuple[str, str, str], tuple[str, str, list, bytes]] = \
+            OrderedDict()
+        #: (region, body digest) -> (when, status, headers, answer) of mutating successes
+        self.recent: OrderedDict[tuple[str, str], tuple[float, str, list, bytes]] = \
             OrderedDict()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -155,10 +172,13 @@ class Idempotent:
         environ["wsgi.input"] = io.BytesIO(body)
         params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         token = (params.get("ClientToken") or [""])[0]
-        if not token:
-            return self.app(environ, start_response)
-        key = (scope[0], (params.get("Action") or [""])[0], token)
+        action = (params.get("Action") or [""])[0]
         digest = hashlib.sha256(body).hexdigest()
+        if not token:
+            if action.startswith(_READS):
+                return self.app(environ, start_response)
+            return self._resent(scope[0], action, digest, environ, start_response)
+        key = (scope[0], action, token)
         if key in self.answers:
             kept_digest, status, headers, answer = self.answers[key]
             if kept_digest != digest:
@@ -180,6 +200,33 @@ class Idempotent:
             while len(self.answers) > self.keep:
                 self.answers.popitem(last=False)
         return [answer]
+
+
+    def _resent(self, region: str, action: str, digest: str, environ: dict[str, Any],
+                start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """A mutating request without a token: moto's answer, except that a resent
+        copy of a recent success that moto refuses gets that success (not a delete)."""
+        import time
+
+        now = time.monotonic()
+        while self.recent and now - next(iter(self.recent.values()))[0] > self.RESENT_WITHIN_S:
+            self.recent.popitem(last=False)
+        seen: list[tuple[str, list]] = []
+        answer = b"".join(self.app(environ, lambda status, headers, exc_info=None:
+                                   seen.append((status, headers))))
+        status, headers = seen[-1] if seen else ("500 Internal Server Error", [])
+        kept = self.recent.get((region, digest))
+        if kept and status.startswith("4") and not action.startswith("Delete"):
+            _, status, headers, answer = kept
+        elif status.startswith("2"):
+            self.recent[(region, digest)] = (now, status, headers, answer)
+            self.recent.move_to_end((region, digest))
+        start_response(status, headers)
+        return [answer]
+
+
+#: EC2 actions that change nothing (never resent-checked, never kept).
+_READS = ("Describe", "Get", "List", "Search")
 
 
 def _ec2_error(code: str, message: str) -> tuple[str, list, bytes]:
