@@ -71,6 +71,9 @@ class RunOptions:
     #: SEV1..SEV4 instead of the runbook's own (decides who is notified, how often).
     severity: str | None = None
     resume_command: str = "drkit resume {run_id}"  # the hint printed when a run stops
+    #: Choices made before the run (a task picking the runbook for a scenario, e.g.
+    #: db-recovery's), journaled as its first decisions so the report shows them.
+    decisions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -198,7 +201,7 @@ class Engine:
                   f"(run {run_id})")
         self.display.start(header, [(s.id, s.title, s.kind)
                                     for s in (*runbook.preflight, *runbook.steps)])
-        for text in self._lock_decisions:
+        for text in (*self.options.decisions, *self._lock_decisions):
             self._decide(text)
         status = "failed"
         failure: DrkitError | None = None

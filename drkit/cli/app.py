@@ -15,7 +15,14 @@ import sys
 
 from invoke import task
 
-from drkit.cli.common import maps_errors, probe_context, run_options, run_or_resume
+from drkit.cli.common import (
+    maps_errors,
+    probe_context,
+    require_choice,
+    resume_one_of,
+    run_options,
+    run_or_resume,
+)
 from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
@@ -62,14 +69,10 @@ def app_recovery(c, type_="", target_region="", incident_start="", dry_run=False
     options = {**run_options(env, dry_run, yes, json_, break_lock, from_, only, incident_start),
                "severity": severity}
     if resume:
-        runbook = FAILOVER_RUNBOOK if resume.endswith(f"-{FAILOVER_RUNBOOK}") else SERVICE_RUNBOOK
-        run_or_resume(runbook, {}, task_name="app-recovery", resume=resume,
+        resume_one_of((SERVICE_RUNBOOK, FAILOVER_RUNBOOK), resume, task_name="app-recovery",
                       given={"--type": type_, "--target-region": target_region}, **options)
         return
-    if type_ not in TYPES:
-        raise ConfigError(f"--type {type_!r}: not a recovery type" if type_
-                          else "app-recovery needs --type",
-                          hint=f"use one of: {', '.join(TYPES)}")
+    require_choice(type_, TYPES, "--type", task="app-recovery", what="recovery type")
     if type_ == "complete-rebuild":
         raise ConfigError("app-recovery --type complete-rebuild: the complete rebuild runbook "
                           "is not built yet", hint="a region failover moves the service: "

@@ -185,7 +185,9 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
     ``junit``: also copy the run's junit.xml there (for a CI job or a scheduler).
 
     Every option is checked before anything runs: alone, together, and against the
-    environment's settings by ``check_env`` (a task's own rules, e.g. a known region)."""
+    environment's settings by ``check_env`` (a task's own rules, e.g. a known region).
+    A ``check_env`` that returns a string has made a decision (which runbook, why):
+    it becomes the run's first journaled decision line."""
     if from_step and only:
         raise ConfigError(f"--from {from_step} and --only {only} together: --from runs the "
                           "steps from one on, --only runs one step", hint="pass one of them")
@@ -201,13 +203,13 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
     level = parse_severity(severity)
     project = find_project()
     environment = load_environment(project, env or None)
-    if check_env:
-        check_env(environment)
+    decided = check_env(environment) if check_env else None
     display = make_display(json_mode=json_mode)
     options = RunOptions(dry_run=dry_run, yes=yes, resume=resume or None,
                          from_step=from_step or None, only=only or None,
                          break_lock=break_lock, incident_start=started,
-                         resume_command=resume_command, severity=level)
+                         resume_command=resume_command, severity=level,
+                         decisions=(decided,) if isinstance(decided, str) else ())
     engine = Engine(project, environment, display, options)
     try:
         if resume:
@@ -284,3 +286,20 @@ def run_or_resume(runbook_id: str, params: dict[str, Any], *, task_name: str, re
     else:
         run_runbook(runbook_id, params, resume_command=resume_command, check_env=check_env,
                     **options)
+
+
+def resume_one_of(runbook_ids: tuple[str, ...], resume: str, *, task_name: str,
+                  given: dict[str, object], **options: Any) -> None:
+    """A task that runs one of several runbooks (app-recovery, db-recovery) resumes
+    the one its run id names; a run of none of them is refused as not a run of the
+    first."""
+    runbook = next((r for r in runbook_ids if resume.endswith(f"-{r}")), runbook_ids[0])
+    run_or_resume(runbook, {}, task_name=task_name, resume=resume, given=given, **options)
+
+
+def require_choice(value: str, choices: tuple[str, ...], flag: str, *, task: str,
+                   what: str) -> None:
+    """``flag`` must be given and be one of ``choices`` (a ``what``), else exit 2."""
+    if value not in choices:
+        raise ConfigError(f"{flag} {value!r}: not a {what}" if value else f"{task} needs {flag}",
+                          hint=f"use one of: {', '.join(choices)}")

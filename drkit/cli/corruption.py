@@ -20,8 +20,9 @@ CORRUPTION_RUNBOOK = "RB-DR-004"
 DB_SECRET = "drkit/{estate}/REGION/db-credentials"
 
 
-def _check_against_estate(target, tables):
-    """check_env: the request against the live primary and the repositories."""
+def check_against_estate(target, tables):
+    """check_env: the request against the live primary and the repositories (also
+    db-recovery --scenario corruption's)."""
     def check(environment) -> None:
         from drkit.checks.corruption import check_request
 
@@ -62,7 +63,7 @@ def recover_corruption(c, before="", before_xid="", before_lsn="", table=None, s
                                tables=tables, strategy=chosen, now=datetime.now(UTC))
         params = {"target_kind": target.kind, "target": target.value, "tables": tables,
                   "strategy": chosen}
-        check_env = _check_against_estate(target, tables)
+        check_env = check_against_estate(target, tables)
     run_or_resume(CORRUPTION_RUNBOOK, params, task_name="recover-corruption", resume=resume,
                   given=given, check_env=check_env,
                   **run_options(env, dry_run, yes, json_, break_lock, from_, only,

@@ -116,6 +116,26 @@ BAD_INPUT = [
      "--target-region applies to --type region-failover only"),
     (["app-recovery", "--resume", A_DR_RUN, "--type", "service-failure"],
      "--type cannot change them"),
+    # db-recovery
+    (["db-recovery", *LAB], "db-recovery needs --scenario"),
+    (["db-recovery", "--scenario", "meteor", *LAB], "--scenario 'meteor': not a recovery scenario"),
+    (["db-recovery", "--scenario", "corruption", *LAB],
+     "--scenario corruption needs --backup-time"),
+    (["db-recovery", "--scenario", "corruption", "--backup-time", FUTURE, *LAB],
+     "--backup-time 2999-01-01T00:00:00Z: in the future"),
+    (["db-recovery", "--scenario", "corruption", "--backup-time", "yesterday", *LAB],
+     "--backup-time 'yesterday': not an ISO-8601 time"),
+    (["db-recovery", "--scenario", "corruption", "--backup-time", "2026-12-01T00:00:00Z",
+      "--target-region", "eu-west", *LAB],
+     "--target-region does not apply to --scenario corruption"),
+    (["db-recovery", "--scenario", "region-failure", *LAB],
+     "--scenario region-failure needs --target-region"),
+    (["db-recovery", "--scenario", "region-failure", "--target-region", "mars", *LAB],
+     "unknown region 'mars' in environment lab"),
+    (["db-recovery", "--scenario", "primary-failure", "--backup-time", "2026-12-01T00:00:00Z",
+      *LAB], "--backup-time applies to --scenario corruption"),
+    (["db-recovery", "--resume", A_DR_RUN, "--scenario", "region-failure"],
+     "--scenario cannot change them"),
     # failover, failback
     (["failover", *LAB], "failover needs --region"),
     (["failover", "--region", "mars", *LAB], "unknown region 'mars' in environment lab"),
@@ -315,7 +335,7 @@ def test_a_run_killed_during_its_preflight_checks_again_on_resume(project, tmp_p
 
 
 @pytest.mark.parametrize("task", ["show", "report", "resume", "rehearse", "zone-failover",
-                                  "replace-node", "app-recovery"])
+                                  "replace-node", "app-recovery", "db-recovery"])
 def test_task_help_after_the_task_name_prints_the_tasks_help(project, capsys, task):
     """`drkit show --help` is the task's help, not a runbook named --help (invoke
     would hand --help to a positional argument)."""

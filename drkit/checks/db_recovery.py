@@ -1,0 +1,114 @@
+"""db-recovery's decision: which runbook answers a database failure, as a pure
+function over the discovered topology (drkit.checks.estate), so every choice and
+every refusal is a sentence a test can assert.
+
+- primary-failure: the standby is promoted. This estate runs one database node
+  per region (the in-region standby of issue 14 is not built), so the standby is
+  another region's replica: the synchronous one unless --target-region names
+  another. RB-DR-003, unplanned when the primary does not answer.
+- region-failure: the replica in --target-region is promoted (RB-DR-003). With no
+  replica answering there, the database would be restored from the cross-region
+  backup: that is the complete rebuild (issue 16), not built yet, so it is refused.
+- corruption: RB-DR-004's rewind (decided by drkit.cli.db, no topology needed).
+
+A request that does not fit the estate raises ConfigError (exit 2, nothing changed).
+A primary that answers has not failed: moving it anyway needs --force, and is a
+planned (zero-loss) switchover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from drkit.errors import ConfigError
+
+FAILOVER_RUNBOOK = "RB-DR-003"
+CORRUPTION_RUNBOOK = "RB-DR-004"
+SCENARIOS = ("primary-failure", "region-failure", "corruption")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What db-recovery runs: the runbook, its parameters, and the decision line
+    printed and journaled ("region-failure: ...")."""
+
+    runbook: str
+    params: dict[str, Any]
+    line: str
+
+
+def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
+                    force: bool, allow_data_loss: bool,
+                    synchronous_regions: list[str]) -> Decision:
+    """primary-failure and region-failure: the region whose replica is promoted."""
+    nodes = topo["nodes"]
+    current = topo["primary_region"]  # answers as primary, else None
+    failed = current or topo["dns_primary_region"] or "the primary's region"
+    if len(topo.get("primaries", [])) > 1:
+        raise ConfigError(f"{', '.join(topo['primaries'])} all accept writes (split brain)",
+                          hint="fence one by hand first; nothing was changed")
+    if target_region and target_region not in nodes:
+        raise ConfigError(f"--target-region {target_region!r} is not one of this "
+                          "environment's regions",
+                          hint=f"use one of: {', '.join(sorted(nodes))}")
+    if target_region and target_region == failed:
+        raise ConfigError(f"{target_region} holds the primary: it is the region to recover "
+                          "from", hint=f"name the region to recover into: "
+                                       f"{_others(nodes, failed)}")
+    if current and not force:
+        raise ConfigError(f"{scenario}: the primary in {current} ({nodes[current].get('host')})"
+                          " answers and accepts writes: it has not failed",
+                          hint=f"a planned move is drkit failover --region "
+                               f"{target_region or 'REGION'}; --force moves it anyway (a "
+                               "zero-loss switchover); nothing was changed")
+    target = target_region or _standby(nodes, failed, synchronous_regions)
+    node = nodes.get(target or "") or {}
+    if node.get("role") != "replica":
+        why = node.get("error") or f"its node is {node.get('role') or 'unreachable'}"
+        if scenario == "region-failure":
+            raise ConfigError(
+                f"region-failure: no database replica answers in {target} ({why}); restoring "
+                "the database there from the cross-region backup is the complete rebuild "
+                "(issue 16), which is not built yet",
+                hint=f"recover into a region whose replica answers: {_replicas(nodes, failed)}"
+                     "; nothing was changed")
+        raise ConfigError(f"primary-failure: no standby to promote ({target or 'none'}: {why})",
+                          hint=f"regions with a replica that answers: "
+                               f"{_replicas(nodes, failed)}; nothing was changed")
+    mode = "planned" if current else "unplanned"
+    synchronous = target in synchronous_regions or node.get("sync_state") == "sync"
+    kind = "synchronous" if synchronous else "asynchronous"
+    if scenario == "primary-failure":
+        why = (f"the primary in {failed} " + ("answers (--force): a planned switchover"
+                                               if current else "does not answer")
+               + f"; with one database node per region the standby is {target}'s {kind} "
+               "replica")
+    else:
+        why = (f"{failed} " + ("answers (--force): a planned switchover" if current
+                               else "is lost")
+               + f"; {target} has {'an' if kind[0] == 'a' else 'a'} {kind} replica that answers")
+    line = (f"{scenario}: {why}: promoting it (RB-DR-003 {mode}, as drkit failover "
+            f"--region {target} --mode {mode})")
+    params = {"region": target, "mode": mode,
+              "allow_data_loss": bool(allow_data_loss and mode == "unplanned")}
+    return Decision(FAILOVER_RUNBOOK, params, line)
+
+
+def _standby(nodes: dict[str, Any], failed: str, synchronous_regions: list[str]) -> str | None:
+    """The replica to promote when none is named: the first synchronous region's,
+    else the replica with the least lag."""
+    for region in synchronous_regions:
+        if region != failed and (nodes.get(region) or {}).get("role") == "replica":
+            return region
+    replicas = [r for r, n in nodes.items() if r != failed and n.get("role") == "replica"]
+    return min(replicas, key=lambda r: nodes[r].get("lag_bytes") or 0, default=None)
+
+
+def _replicas(nodes: dict[str, Any], failed: str) -> str:
+    found = [r for r, n in sorted(nodes.items()) if r != failed and n.get("role") == "replica"]
+    return ", ".join(found) or "none"
+
+
+def _others(nodes: dict[str, Any], failed: str) -> str:
+    return ", ".join(r for r in sorted(nodes) if r != failed)

@@ -1,0 +1,93 @@
+"""db-recovery's decision over a discovered topology: which replica is promoted, in
+which mode, and every refusal a sentence that names the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from drkit.checks.db_recovery import FAILOVER_RUNBOOK, decide_failover
+from drkit.errors import ConfigError
+
+SYNC = ["eu-west"]
+
+
+def topo(primary: str | None = "us-east", *, down: tuple[str, ...] = (),
+         west: str = "replica") -> dict:
+    """The lab's three regions: us-east primary, eu-west sync, ap-south async."""
+    nodes = {
+        "us-east": {"role": "primary", "host": "10.10.1.5"},
+        "eu-west": {"role": west, "host": "10.20.1.5", "streaming": True, "sync_state": "sync",
+                    "lag_bytes": 0},
+        "ap-south": {"role": "replica", "host": "10.30.1.4", "streaming": True,
+                     "sync_state": "async", "lag_bytes": 4096},
+    }
+    for region in down:
+        nodes[region] = {"role": None, "host": nodes[region]["host"],
+                         "error": "connection timed out"}
+    return {"nodes": nodes, "primary_region": primary,
+            "dns_primary_region": "us-east",
+            "primaries": [primary] if primary else []}
+
+
+def decide(t: dict, scenario: str, target: str = "", **kw):
+    return decide_failover(t, scenario=scenario, target_region=target,
+                           force=kw.get("force", False),
+                           allow_data_loss=kw.get("allow_data_loss", False),
+                           synchronous_regions=SYNC)
+
+
+def test_a_lost_primary_promotes_the_synchronous_replica_unplanned():
+    d = decide(topo(None, down=("us-east",)), "primary-failure")
+    assert d.runbook == FAILOVER_RUNBOOK
+    assert d.params == {"region": "eu-west", "mode": "unplanned", "allow_data_loss": False}
+    assert "the primary in us-east does not answer" in d.line
+    assert "eu-west's synchronous replica" in d.line
+    assert "drkit failover --region eu-west --mode unplanned" in d.line
+
+
+def test_a_lost_region_promotes_the_named_regions_replica():
+    d = decide(topo(None, down=("us-east",)), "region-failure", "ap-south",
+               allow_data_loss=True)
+    assert d.params == {"region": "ap-south", "mode": "unplanned", "allow_data_loss": True}
+    assert d.line == ("region-failure: us-east is lost; ap-south has a asynchronous replica "
+                      "that answers: promoting it (RB-DR-003 unplanned, as drkit failover "
+                      "--region ap-south --mode unplanned)").replace("a asynchronous",
+                                                                     "an asynchronous")
+
+
+def test_a_primary_that_answers_is_refused_without_force_and_switched_over_with_it():
+    with pytest.raises(ConfigError) as refused:
+        decide(topo(), "primary-failure")
+    assert "answers and accepts writes: it has not failed" in str(refused.value)
+    assert "--force" in str(refused.value)
+    d = decide(topo(), "region-failure", "eu-west", force=True, allow_data_loss=True)
+    assert d.params == {"region": "eu-west", "mode": "planned", "allow_data_loss": False}
+    assert "a planned switchover" in d.line
+
+
+def test_a_region_without_a_replica_that_answers_is_refused_naming_the_rebuild():
+    with pytest.raises(ConfigError) as refused:
+        decide(topo(None, down=("us-east", "eu-west")), "region-failure", "eu-west")
+    text = str(refused.value)
+    assert "no database replica answers in eu-west" in text and "issue 16" in text
+    assert "recover into a region whose replica answers: ap-south" in text
+
+
+def test_the_failed_region_or_an_unknown_one_is_not_a_target():
+    with pytest.raises(ConfigError, match="us-east holds the primary"):
+        decide(topo(None, down=("us-east",)), "region-failure", "us-east")
+    with pytest.raises(ConfigError, match="'mars' is not one of"):
+        decide(topo(None, down=("us-east",)), "region-failure", "mars")
+
+
+def test_with_the_synchronous_replica_down_too_the_other_replica_is_the_standby():
+    d = decide(topo(None, down=("us-east", "eu-west")), "primary-failure")
+    assert d.params["region"] == "ap-south"
+    assert "ap-south's asynchronous replica" in d.line
+
+
+def test_two_writable_primaries_are_refused():
+    t = topo()
+    t["primaries"] = ["us-east", "eu-west"]
+    with pytest.raises(ConfigError, match="split brain"):
+        decide(t, "primary-failure", force=True)
