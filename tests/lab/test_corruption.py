@@ -8,10 +8,12 @@
    resumed each time: both tables are back as they were just before the
    damage, copied once, the damaged rows kept as <table>_corrupted_<run>, and
    every acknowledged canary write is on the primary (other tables keep theirs);
-3. rewind, under canary load: the whole database goes back to just before an
-   UPDATE; the writes acknowledged before it are there, the report's lost
-   writes are the canary rows that are gone, the damaged cluster is kept
-   stopped, the replicas stream from the recovered primary and db. answers it.
+3. rewind, under canary load, through `db-recovery --scenario corruption
+   --backup-time T` (the seeds' entry point), T a moment before an UPDATE: the
+   whole database goes back to T; the writes acknowledged before it are there,
+   the report's lost writes are the canary rows that are gone, the damaged
+   cluster is kept stopped, the replicas stream from the recovered primary and
+   db. answers it.
 
 What it leaves behind: the primary is us-east's node with both replicas
 streaming from it (on a new timeline after the rewind), writable. The kept
@@ -25,6 +27,7 @@ import re
 import shlex
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -181,13 +184,19 @@ def test_rewind_takes_the_database_back_and_loses_only_what_came_after(lab, reco
     good = digest(lab, "drill_rewind")
     with Canary(Path(tempfile.mkdtemp(prefix="canary-rewind-"))) as canary:
         time.sleep(1.0)
-        xid = corrupt("drill_rewind", "update")
+        before = datetime.now(UTC)
+        time.sleep(0.2)
+        corrupt("drill_rewind", "update")
         time.sleep(1.0)  # the canary writes after the damage: lost by a rewind
-        proc = drkit("recover-corruption", "--before-xid", str(xid), "--strategy", "rewind",
-                     "--table", "drill_rewind", "--yes", "--json")
+        # The seeds' entry point, with the time an operator would read off a graph.
+        proc = drkit("db-recovery", "--scenario", "corruption", "--backup-time",
+                     before.isoformat(), "--yes", "--json")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         canary.keep_writing()
     result = result_of(proc)
+    decided = [e["text"] for e in journal(result["run_id"]) if e["event"] == "decision"]
+    assert decided[0].startswith("db-recovery decided: corruption: the whole database back "
+                                 "to just before "), decided[:2]
     record_property("rewind_rto_s", result["rto_s"])
     assert digest(lab, "drill_rewind") == good
     restored = next(iter(outputs(result["run_id"], "primary")["facts"].values()))

@@ -3,11 +3,12 @@ after kill -9, and refusals that change nothing, measured by a canary writing
 through DNS the whole time.
 
 The tests run in file order and hand the lab on to each other:
-baseline -> bad input (nothing changes) -> planned failover to eu-west ->
+baseline -> bad input (nothing changes) -> planned failover to eu-west
+(notifying local receivers for every channel kind, one of them dead) ->
 failback to us-east, killed twice and resumed -> unplanned failover (region
-outage) to eu-west -> failback with the diverged old primary rewound ->
-unplanned failover to the asynchronous ap-south, RPO evidence checked against
-the canary -> failback. A DNS sampler runs throughout.
+outage) to eu-west, through db-recovery --scenario region-failure -> failback
+with the diverged old primary rewound -> unplanned failover to the asynchronous
+ap-south, RPO evidence checked against the canary -> failback. A DNS sampler runs throughout.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ import yaml
 from drkit.errors import ExitCode
 from drkit.journal import RunState
 from drkit.lab import chaos, controller, database, netns
+from tests.lab.notify_receivers import (
+    assert_every_channel_notified,
+    notify_environment,
+    receivers,
+)
 from tests.lab.runs import (
     PROJECT,
     Canary,
@@ -148,6 +154,11 @@ def test_bad_input_is_refused_with_its_exit_code_and_changes_nothing(lab, tmp_pa
              ExitCode.BAD_INPUT, "unknown region 'mars'")
     _refused(lab, drkit("failover", "--region", "us-east", "--yes"),
              ExitCode.PREFLIGHT_FAILED, "us-east already holds the primary")
+    # db-recovery asks the estate first: a primary that answers has not failed.
+    for args in (["--scenario", "primary-failure"],
+                 ["--scenario", "region-failure", "--target-region", "eu-west"]):
+        _refused(lab, drkit("db-recovery", *args, "--yes"), ExitCode.BAD_INPUT,
+                 "the primary in us-east (")
 
     # A region with no replica: the same estate, described with a fourth region
     # that has no database instance.
@@ -168,15 +179,19 @@ def test_bad_input_is_refused_with_its_exit_code_and_changes_nothing(lab, tmp_pa
 # ----------------------------------------------------------------------------- planned
 
 
-def test_planned_failover_loses_nothing_under_load_and_proves_rpo_zero(lab, tmp_path,
-                                                                     record_property):
+def test_planned_failover_loses_nothing_under_load_proves_rpo_zero_and_notifies(
+        lab, tmp_path, monkeypatch, record_property):
+    """Run with a copy of the lab's environment whose notification channels are
+    local receivers (one of them dead): the same estate, every channel told."""
     assert_baseline(lab)
     old_primary = ip_of(lab, "us-east")
-    with Canary(tmp_path / "canary") as canary:
-        proc = drkit("failover", "--region", "eu-west", "--yes", "--json")
+    with receivers() as (http, smtp, mailbox), Canary(tmp_path / "canary") as canary:
+        env_dir = notify_environment(tmp_path, http, smtp.port, monkeypatch)
+        proc = drkit("failover", "--region", "eu-west", "--yes", "--json", "--env", str(env_dir))
         result = result_of(proc)
         assert proc.returncode == 0, proc.stderr[-3000:]
         canary.keep_writing()
+        assert_every_channel_notified(result, http, mailbox, proc.stdout + proc.stderr)
     report = canary.report()
     record_property("planned_write_downtime_s", report["failed_write_s"])
     record_property("planned_rto_s", result["rto_s"])
@@ -321,8 +336,9 @@ def test_unplanned_failover_during_a_region_outage_loses_no_synchronous_write(
                                 "--allow-data-loss"), ExitCode.APPROVAL_REQUIRED, "--yes")
             assert topology()["nodes"]["ap-south"]["role"] == "replica"
 
-            proc = drkit("failover", "--region", "eu-west", "--mode", "unplanned", "--yes",
-                         "--json")
+            # The seeds' entry point for a lost region: RB-DR-003 unplanned, decided.
+            proc = drkit("db-recovery", "--scenario", "region-failure", "--target-region",
+                         "eu-west", "--yes", "--json")
             result = result_of(proc)
             assert proc.returncode == 0, proc.stderr[-3000:]
             canary.keep_writing()
@@ -335,6 +351,11 @@ def test_unplanned_failover_during_a_region_outage_loses_no_synchronous_write(
     assert topology()["primary_region"] == "eu-west"
     assert db_answer() == [ip_of(lab, "eu-west")]
     assert result["rpo_s"] == 0.0
+    decided = [e["text"] for e in journal(result["run_id"]) if e["event"] == "decision"]
+    assert decided[0] == ("db-recovery decided: region-failure: us-east is lost; eu-west has a "
+                          "synchronous replica that answers: promoting it (RB-DR-003 unplanned, "
+                          "as drkit failover --region eu-west --mode unplanned)"), decided[:2]
+    assert decided[0] in Path(result["reports"]["md"]).read_text()
 
 
 def test_failback_rewinds_the_diverged_old_primary_and_loses_nothing(lab, tmp_path):
