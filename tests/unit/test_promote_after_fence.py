@@ -88,3 +88,20 @@ def test_a_range_pg_waldump_did_not_read_to_its_end_is_read_again(
     args = wait.argparse.Namespace(bin_dir=str(tmp_path), data_dir=str(tmp_path))
     found = wait.dump(args, wait.lsn_int("0/9000000"), wait.lsn_int("0/90000A2"), 16 << 20)
     assert (found if found is None else [lsn for lsn, _ in found]) == expected
+
+
+def test_the_scan_starts_a_segment_back_so_a_late_start_still_finds_the_marker(
+        tmp_path: Path) -> None:
+    """The marker (segment 9) and the shutdown checkpoint (segment A, after the
+    shutdown's switch): a script that starts once A is being replayed reads 9 too,
+    if pg_wal holds it on the same timeline; else it reads from A."""
+    size = 16 * 1024 * 1024
+    replay = wait.lsn_int("0/A0000A0")
+    (tmp_path / "00000001000000000000000A").touch()
+    assert wait.scan_start(str(tmp_path), replay, size) == wait.lsn_int("0/A000000")
+    (tmp_path / "000000010000000000000009").touch()
+    assert wait.scan_start(str(tmp_path), replay, size) == wait.lsn_int("0/9000000")
+    (tmp_path / "00000002000000000000000A").touch()  # a newer timeline from A on
+    assert wait.scan_start(str(tmp_path), replay, size) == wait.lsn_int("0/A000000")
+    found = wait.records(f"{MARKER}\n{COMMIT}\n{SWITCH}\n{SHUTDOWN}")
+    assert wait.Watch(RUN).feed(found)

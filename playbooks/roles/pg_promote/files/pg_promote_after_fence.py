@@ -114,6 +114,24 @@ def wal_timeline(wal_dir: str, lsn: int, segment_size: int) -> int:
     return max(timelines)
 
 
+def scan_start(wal_dir: str, replay: int, segment_size: int) -> int:
+    """Where the marker is looked for from: the start of the segment replayed
+    before the one replayed now, when pg_wal holds it on the same timeline, else
+    of the one replayed now. The fence switches to a new segment before its
+    marker, and the old primary's shutdown (archiving on) switches again before
+    its checkpoint: a script that starts once the shutdown was replayed (a CI run
+    saw it start that late) finds the marker in the segment before."""
+    current = replay // segment_size * segment_size
+    if current < segment_size:
+        return current
+    try:
+        same = (wal_timeline(wal_dir, current - 1, segment_size)
+                == wal_timeline(wal_dir, replay, segment_size))
+    except Refused:
+        return current
+    return current - segment_size if same else current
+
+
 def dump(args: argparse.Namespace, start: int, end: int,
          segment_size: int) -> list[tuple[str, str]] | None:
     """The records from ``start`` to ``end``; None when pg_waldump did not read up
@@ -141,10 +159,7 @@ def wait_for_fence(args: argparse.Namespace) -> dict[str, Any] | None:
     if not in_recovery:
         return None
     watch = Watch(args.marker)
-    # From the start of the segment replayed now: the fence switches to a new
-    # segment before its marker, so a marker replayed before this script started
-    # is there.
-    scanned = lsn_int(replay) // segment_size * segment_size
+    scanned = scan_start(os.path.join(args.data_dir, "pg_wal"), lsn_int(replay), segment_size)
     deadline = time.monotonic() + args.wait_timeout
     next_scan = 0.0
     while True:
