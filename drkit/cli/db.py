@@ -34,10 +34,9 @@ from drkit.cli.common import (
     run_options,
     run_or_resume,
 )
+from drkit.cli.corruption import DB_SECRET
 from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
-
-DB_SECRET = "drkit/{estate}/REGION/db-credentials"
 
 
 def _decide(params: dict, scenario: str, target_region: str, force: bool,
@@ -102,7 +101,7 @@ def db_recovery(c, scenario="", target_region="", backup_time="", force=False,
                 env="", json_=False, break_lock=False, from_="", only="", severity=""):
     """The seeds' database recovery: --scenario primary-failure or region-failure
     promotes a replica (RB-DR-003), corruption rewinds the database to just before
-    --backup-time (RB-DR-004); the choice is printed before anything runs."""
+    --backup-time (RB-DR-004); the choice is the run's first decision line."""
     options = {**run_options(env, dry_run, yes, json_, break_lock, from_, only, incident_start),
                "severity": severity}
     given = {"--scenario": scenario, "--target-region": target_region,

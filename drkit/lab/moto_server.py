@@ -62,6 +62,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 import uuid
 from collections import OrderedDict
@@ -206,8 +207,6 @@ class Idempotent:
                 start_response: Callable[..., Any]) -> Iterable[bytes]:
         """A mutating request without a token: moto's answer, except that a resent
         copy of a recent success that moto refuses gets that success (not a delete)."""
-        import time
-
         now = time.monotonic()
         while self.recent and now - next(iter(self.recent.values()))[0] > self.RESENT_WITHIN_S:
             self.recent.popitem(last=False)
