@@ -21,6 +21,14 @@ from drkit.checks.postgres import lag_bytes, replication_status
 from drkit.redact import register_secret
 from drkit.registry import StepContext, probe
 
+#: The database credentials' secret, one per region (REGION: each region's name).
+DB_SECRET = "drkit/{estate}/REGION/db-credentials"
+
+
+def db_secret(env: Any) -> str:
+    """The environment's database credentials secret (REGION still to fill)."""
+    return DB_SECRET.format(estate=env.settings.get("estate", "lab"))
+
 
 @probe("estate.region")
 def region_probe(ctx: StepContext, region: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
 CORRUPTION_RUNBOOK = "RB-DR-004"
-DB_SECRET = "drkit/{estate}/REGION/db-credentials"
 
 
 def check_against_estate(target, tables):
@@ -25,9 +24,10 @@ def check_against_estate(target, tables):
     db-recovery --scenario corruption's)."""
     def check(environment) -> None:
         from drkit.checks.corruption import check_request
+        from drkit.checks.estate import db_secret
 
         ctx = probe_context(environment)
-        secret = DB_SECRET.format(estate=environment.settings.get("estate", "lab"))
+        secret = db_secret(environment)
         result = check_request(ctx, secret, target, tables)
         if result["problems"]:
             raise ConfigError("recover-corruption: the request does not fit the estate",

@@ -34,7 +34,6 @@ from drkit.cli.common import (
     run_options,
     run_or_resume,
 )
-from drkit.cli.corruption import DB_SECRET
 from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
@@ -43,11 +42,11 @@ def _decide(params: dict, scenario: str, target_region: str, force: bool,
             allow_data_loss: bool):
     """check_env: the failover scenarios against the live topology, into params."""
     def check(environment) -> str:
-        from drkit.checks.estate import topology_probe
+        from drkit.checks.estate import db_secret, topology_probe
 
         if target_region:
             environment.region(target_region)  # an unknown region: exit 2, its list
-        secret = DB_SECRET.format(estate=environment.settings.get("estate", "lab"))
+        secret = db_secret(environment)
         topo = topology_probe(probe_context(environment), secret, prefer_region=target_region)
         sync = (environment.settings.get("postgres") or {}).get("synchronous_regions") or []
         decision = decide_failover(topo, scenario=scenario, target_region=target_region,

@@ -20,12 +20,12 @@ from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
 NODE_RUNBOOK = "RB-DR-001"
-DB_SECRET = "drkit/{estate}/REGION/db-credentials"
 
 
 def _choose_nodes(params: dict, host: str, auto: bool, force: bool):
     """check_env: resolve --host / --auto against the estate into params["nodes"]."""
     def check(environment) -> None:
+        from drkit.checks.estate import db_secret
         from drkit.checks.nodes import (
             database_primary,
             estate_nodes,
@@ -37,7 +37,7 @@ def _choose_nodes(params: dict, host: str, auto: bool, force: bool):
 
         ctx = probe_context(environment)
         nodes = health_of(estate_nodes(ctx))
-        secret = DB_SECRET.format(estate=environment.settings.get("estate", "lab"))
+        secret = db_secret(environment)
         primaries = possible_primaries(nodes, database_primary(ctx, secret))
         chosen, problems, hint = select(nodes, host=host, auto=auto, force=force,
                                         primaries=primaries)

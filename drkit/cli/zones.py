@@ -19,16 +19,16 @@ from drkit.cli.runs import RUN_HELP, SEVERITY_HELP
 from drkit.errors import ConfigError
 
 ZONE_RUNBOOK = "RB-DR-002"
-DB_SECRET = "drkit/{estate}/REGION/db-credentials"
 
 
 def _check_request(zone: str, restore: bool, mode: str):
     """check_env: the zone plan's refusals, as bad input, before anything runs."""
     def check(environment) -> None:
+        from drkit.checks.estate import db_secret
         from drkit.checks.zones import plan_probe
 
         ctx = probe_context(environment)
-        secret = DB_SECRET.format(estate=environment.settings.get("estate", "lab"))
+        secret = db_secret(environment)
         plan = plan_probe(ctx, zone=zone, restore=restore, mode=mode, secret=secret)
         if plan["problems"]:
             raise ConfigError("zone-failover: " + "; ".join(plan["problems"]),

@@ -16,8 +16,6 @@ from drkit.errors import LabError
 from drkit.fsutil import atomic_write_json
 from drkit.lab import chaos, controller, paths
 
-DB_SECRET = "drkit/{estate}/REGION/db-credentials"
-
 
 def _context() -> Any:
     from drkit.env import load_environment
@@ -31,10 +29,10 @@ def _context() -> Any:
 
 def topology() -> dict[str, Any]:
     """postgres.topology of the lab estate."""
-    from drkit.checks.estate import topology_probe
+    from drkit.checks.estate import db_secret, topology_probe
 
     ctx = _context()
-    return topology_probe(ctx, DB_SECRET.format(estate=ctx.env.settings.get("estate", "lab")))
+    return topology_probe(ctx, db_secret(ctx.env))
 
 
 def status_probe(lab: paths.LabPaths, view: dict) -> dict[str, Any]:
@@ -142,11 +140,10 @@ def register() -> None:
 
 def credentials() -> dict[str, Any]:
     """The estate's database credentials (from any region whose Secrets Manager answers)."""
-    from drkit.checks.estate import db_credentials
+    from drkit.checks.estate import db_credentials, db_secret
 
     ctx = _context()
-    estate = ctx.env.settings.get("estate", "lab")
-    return db_credentials(ctx, DB_SECRET.format(estate=estate), sorted(ctx.env.regions))
+    return db_credentials(ctx, db_secret(ctx.env), sorted(ctx.env.regions))
 
 
 def canary_config(out: Path, *, rate: float, duration_s: float | None) -> Any:
