@@ -86,22 +86,47 @@ def test_a_range_pg_waldump_did_not_read_to_its_end_is_read_again(
     waldump.write_text(f"#!/bin/sh\ncat <<'OUT'\n{MARKER}\n{COMMIT}\nOUT\nexit {code}\n")
     waldump.chmod(0o755)
     args = wait.argparse.Namespace(bin_dir=str(tmp_path), data_dir=str(tmp_path))
-    found = wait.dump(args, wait.lsn_int("0/9000000"), wait.lsn_int("0/90000A2"), 16 << 20)
+    found, said = wait.dump(args, wait.lsn_int("0/9000000"), wait.lsn_int("0/90000A2"), 16 << 20)
     assert (found if found is None else [lsn for lsn, _ in found]) == expected
+    assert said == ("" if code == 0 else "exit 1")
 
 
-def test_the_scan_starts_a_segment_back_so_a_late_start_still_finds_the_marker(
-        tmp_path: Path) -> None:
+def test_a_late_start_finds_the_marker_in_the_segments_replayed_already(tmp_path: Path) -> None:
     """The marker (segment 9) and the shutdown checkpoint (segment A, after the
-    shutdown's switch): a script that starts once A is being replayed reads 9 too,
-    if pg_wal holds it on the same timeline; else it reads from A."""
-    size = 16 * 1024 * 1024
-    replay = wait.lsn_int("0/A0000A0")
-    (tmp_path / "00000001000000000000000A").touch()
-    assert wait.scan_start(str(tmp_path), replay, size) == wait.lsn_int("0/A000000")
-    (tmp_path / "000000010000000000000009").touch()
-    assert wait.scan_start(str(tmp_path), replay, size) == wait.lsn_int("0/9000000")
-    (tmp_path / "00000002000000000000000A").touch()  # a newer timeline from A on
-    assert wait.scan_start(str(tmp_path), replay, size) == wait.lsn_int("0/A000000")
-    found = wait.records(f"{MARKER}\n{COMMIT}\n{SWITCH}\n{SHUTDOWN}")
-    assert wait.Watch(RUN).feed(found)
+    shutdown's switch), both replayed before the script started: the look-back
+    reads 9 and A, each on the newest timeline pg_wal holds it on, and takes what
+    pg_waldump printed even where it stopped early."""
+    (tmp_path / "pg_wal").mkdir()
+    for name in ("000000010000000000000008", "000000010000000000000009",
+                 "000000020000000000000009", "00000002000000000000000A"):
+        (tmp_path / "pg_wal" / name).touch()
+    log = tmp_path / "calls"
+    waldump = tmp_path / "pg_waldump"
+    waldump.write_text(f"""#!/bin/sh
+echo "$@" >> {log}
+case "$*" in
+  *--start=0/9000000*) printf '%s\\n' '{MARKER}' '{COMMIT}' '{SWITCH}'; exit 1 ;;
+  *--start=0/A000000*) printf '%s\\n' '{SHUTDOWN}' ;;
+esac
+""")
+    waldump.chmod(0o755)
+    args = wait.argparse.Namespace(bin_dir=str(tmp_path), data_dir=str(tmp_path))
+    found = wait.look_back(args, wait.lsn_int("0/A0000A0"), 16 << 20)
+    watch = wait.Watch(RUN)
+    assert watch.feed(found)
+    assert watch.seen["marker_lsn"] == "0/9000028"
+    calls = log.read_text().splitlines()
+    assert [c.split()[1:] for c in calls] == [
+        ["--timeline=2", "--start=0/9000000", "--end=0/A000000"],
+        ["--timeline=2", "--start=0/A000000", "--end=0/A0000A0"]]
+
+
+def test_a_fence_undone_then_fenced_again_is_waited_for() -> None:
+    """A resumed run that fences again after its first fence was undone: the
+    look-back sees both, and the newest decides."""
+    undone = MARKER.replace("payload (32 bytes): 66 65", "payload (34 bytes): 75 6E 66 65")
+    again = MARKER.replace("lsn: 0/09000028", "lsn: 0/09000090")
+    watch = wait.Watch(RUN)
+    assert not watch.feed(wait.records(f"{MARKER}\n{undone}\n{again}"))
+    assert watch.feed(wait.records(SHUTDOWN))
+    assert watch.seen["marker_lsn"] == "0/9000090"

@@ -8,8 +8,9 @@ through psql) at once, with no round trip to the controller between the two.
         [--wait-timeout 240] [--replay-timeout 30] [--promote-timeout 60] [--poll 0.01]
 
 Started together with the fence (one Ansible task on both hosts), it watches
-what this standby replays (pg_waldump over the new WAL, every --scan-interval s
-until the marker, then at every --poll s that brought new WAL) for:
+what this standby replays (pg_waldump over the WAL replayed already, from a
+segment before, then over the new WAL, every --scan-interval s until the marker,
+then at every --poll s that brought new WAL) for:
 
 - the fence's marker, a logical message "fence M" the fence script writes once
   the old primary is read-only and its client sessions are gone;
@@ -48,6 +49,9 @@ RECORD = re.compile(r"lsn: (?P<lsn>[0-9A-F]+/[0-9A-F]+), prev [0-9A-F/]+, desc: 
 MESSAGE = re.compile(r'MESSAGE (?:non-)?transactional, prefix "drkit"; '
                      r"payload \(\d+ bytes\):(?P<hex>[0-9A-F ]*)")
 WAL_FILE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
+#: How many segments before the one replayed at the start are read for a marker
+#: replayed already.
+LOOK_BACK = 1
 
 
 class Refused(Exception):
@@ -87,19 +91,23 @@ class Watch:
     def __init__(self, marker: str) -> None:
         self.fence, self.undo = f"fence {marker}".strip(), f"unfence {marker}".strip()
         self.seen: dict[str, Any] = {"marker_lsn": None, "shutdown_checkpoint_lsn": None}
+        self.undone: str | None = None
 
     def feed(self, found: list[tuple[str, str]]) -> bool:
-        """Take in new records; True once the fence's shutdown checkpoint is among them."""
+        """Take in new records, in WAL order; True once the fence's shutdown
+        checkpoint is among them. A fence undone and not fenced again refuses."""
         for lsn, desc in found:
             payload = message(desc)
             if payload == self.fence:
                 self.seen.update(marker_lsn=lsn, marker_seen_at=time.time())
             elif payload == self.undo:
-                raise Refused(f"the fence of the old primary was undone at {lsn} (its replicas did "
-                              "not catch up in time): the target stays a replica")
+                self.seen["marker_lsn"], self.undone = None, lsn
             elif self.seen["marker_lsn"] and desc.startswith("CHECKPOINT_SHUTDOWN"):
                 self.seen.update(shutdown_checkpoint_lsn=lsn, shutdown_seen_at=time.time())
                 return True
+        if self.undone and not self.seen["marker_lsn"]:
+            raise Refused(f"the fence of the old primary was undone at {self.undone} (its "
+                          "replicas did not catch up in time): the target stays a replica")
         return False
 
 
@@ -114,36 +122,60 @@ def wal_timeline(wal_dir: str, lsn: int, segment_size: int) -> int:
     return max(timelines)
 
 
-def scan_start(wal_dir: str, replay: int, segment_size: int) -> int:
-    """Where the marker is looked for from: the start of the segment replayed
-    before the one replayed now, when pg_wal holds it on the same timeline, else
-    of the one replayed now. The fence switches to a new segment before its
-    marker, and the old primary's shutdown (archiving on) switches again before
-    its checkpoint: a script that starts once the shutdown was replayed (a CI run
-    saw it start that late) finds the marker in the segment before."""
-    current = replay // segment_size * segment_size
-    if current < segment_size:
-        return current
-    try:
-        same = (wal_timeline(wal_dir, current - 1, segment_size)
-                == wal_timeline(wal_dir, replay, segment_size))
-    except Refused:
-        return current
-    return current - segment_size if same else current
+def segment_timelines(wal_dir: str, segment_size: int) -> dict[int, int]:
+    """Each segment number pg_wal holds, with the newest timeline holding it."""
+    per_id = 0x100000000 // segment_size
+    newest: dict[int, int] = {}
+    for m in map(WAL_FILE.match, os.listdir(wal_dir)):
+        if m:
+            segno = int(m[2], 16) * per_id + int(m[3], 16)
+            newest[segno] = max(newest.get(segno, 0), int(m[1], 16))
+    return newest
+
+
+def look_back(args: argparse.Namespace, replay: int, segment_size: int) -> list[tuple[str, str]]:
+    """The records replayed already, from the start of the segment before the
+    one replayed now (LOOK_BACK) up to ``replay``: a script that starts after the fence (a CI run
+    saw it start once the old primary's shutdown was replayed) still sees its
+    marker. The fence switches to a new segment before its marker and the
+    shutdown (archiving on) switches again before its checkpoint, so the marker
+    lies in the segment before at most. Each segment is read on the newest
+    timeline pg_wal holds it on (a promotion in between changes the file's
+    name), and what pg_waldump printed counts even when it stopped early (the
+    start of a segment a standby never streamed): these records are history,
+    read once; nothing after ``replay`` is taken from them."""
+    wal_dir = os.path.join(args.data_dir, "pg_wal")
+    newest = segment_timelines(wal_dir, segment_size)
+    current = replay // segment_size
+    found: list[tuple[str, str]] = []
+    for segno in range(max(current - LOOK_BACK, 0), current + 1):
+        start, end = segno * segment_size, min((segno + 1) * segment_size, replay)
+        if segno not in newest or start >= end:
+            continue
+        proc = waldump(args, wal_dir, newest[segno], start, end)
+        found += records(proc.stdout)
+    return found
+
+
+def waldump(args: argparse.Namespace, wal_dir: str, timeline: int, start: int,
+            end: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [os.path.join(args.bin_dir, "pg_waldump"), f"--path={wal_dir}",
+         f"--timeline={timeline}", f"--start={lsn_text(start)}", f"--end={lsn_text(end)}"],
+        capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
 
 
 def dump(args: argparse.Namespace, start: int, end: int,
-         segment_size: int) -> list[tuple[str, str]] | None:
-    """The records from ``start`` to ``end``; None when pg_waldump did not read up
-    to ``end`` (it exits 0 only then): the range is read again at the next poll,
-    so no record is skipped."""
+         segment_size: int) -> tuple[list[tuple[str, str]] | None, str]:
+    """The records from ``start`` to ``end``, and pg_waldump's complaint; None
+    when pg_waldump did not read up to ``end`` (it exits 0 only then): the range
+    is read again at the next poll, so no record is skipped."""
     wal_dir = os.path.join(args.data_dir, "pg_wal")
-    proc = subprocess.run(
-        [os.path.join(args.bin_dir, "pg_waldump"), f"--path={wal_dir}",
-         f"--timeline={wal_timeline(wal_dir, max(end - 1, start), segment_size)}",
-         f"--start={lsn_text(start)}", f"--end={lsn_text(end)}"],
-        capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
-    return records(proc.stdout) if proc.returncode == 0 else None
+    proc = waldump(args, wal_dir, wal_timeline(wal_dir, max(end - 1, start), segment_size),
+                   start, end)
+    if proc.returncode != 0:
+        return None, (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    return records(proc.stdout), ""
 
 
 def wait_for_fence(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -159,9 +191,11 @@ def wait_for_fence(args: argparse.Namespace) -> dict[str, Any] | None:
     if not in_recovery:
         return None
     watch = Watch(args.marker)
-    scanned = scan_start(os.path.join(args.data_dir, "pg_wal"), lsn_int(replay), segment_size)
+    scanned = lsn_int(replay)
+    if watch.feed(look_back(args, scanned, segment_size)):
+        return {**watch.seen, "replay_lsn": replay, "found_in": "look-back"}
     deadline = time.monotonic() + args.wait_timeout
-    next_scan = 0.0
+    next_scan, complaint = 0.0, ""
     while True:
         cur.execute("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")
         in_recovery, replay = cur.fetchone()
@@ -171,7 +205,7 @@ def wait_for_fence(args: argparse.Namespace) -> dict[str, Any] | None:
         # Until the marker, writes still flow: a pg_waldump per new commit would
         # load the host for nothing. Once it is seen, every new record is looked at.
         if end > scanned and (watch.seen["marker_lsn"] or time.monotonic() >= next_scan):
-            found = dump(args, scanned, end, segment_size)
+            found, complaint = dump(args, scanned, end, segment_size)
             if found is not None:
                 if watch.feed(found):
                     return {**watch.seen, "replay_lsn": replay}
@@ -179,8 +213,11 @@ def wait_for_fence(args: argparse.Namespace) -> dict[str, Any] | None:
         if time.monotonic() >= deadline:
             raise Refused(f"no clean shutdown of the old primary after its fence was replayed "
                           f"within {args.wait_timeout:g} s (seen: marker at "
-                          f"{watch.seen['marker_lsn']}, replayed up to {replay}): the target "
-                          "stays a replica. Check the fence's result and replication, then re-run")
+                          f"{watch.seen['marker_lsn']}, replayed up to {replay}, read up to "
+                          f"{lsn_text(scanned)}"
+                          + (f", pg_waldump said: {complaint}" if complaint else "")
+                          + "): the target stays a replica. Check the fence's result and "
+                          "replication, then re-run")
         time.sleep(args.poll)
 
 
