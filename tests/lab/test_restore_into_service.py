@@ -139,6 +139,9 @@ def test_restore_into_db_to_a_time_brings_back_what_came_before_it_and_nothing_a
     assert restored["amcheck_ok"] in (True, "True", "true"), restored["amcheck_tail"]
     assert restored["data_checksums"] == "on"
     assert phases(lab, primary) == {"before": 50}
+    # Recovery followed the replaced cluster's own timeline, not the newest one
+    # the archive holds.
+    assert int(restored["restored"]["target_timeline"]) == timeline_before
 
     # The approval named what it overwrote and what was lost.
     approval = next(e for e in journal(result["run_id"]) if e["event"] == "approval")
