@@ -99,15 +99,22 @@ def api_outage(lab: paths.LabPaths, region: str, service: str = "") -> list[str]
     return [f"api {service or 'every service'} in {cloud}: down (503 ServiceUnavailable)"]
 
 
-def find_host(lab: paths.LabPaths, host: str) -> dict[str, Any]:
-    """The hosts.json row for an instance id, Name tag, IP or namespace (a
-    ConfigError when no running host, or more than one, matches)."""
+#: The states of an instance that still exists (a killed host a fence stopped
+#: since is restored all the same).
+EXISTING = ("pending", "running", "stopping", "stopped")
+
+
+def find_host(lab: paths.LabPaths, host: str, *,
+              states: tuple[str, ...] = ("running",)) -> dict[str, Any]:
+    """The hosts.json row for an instance id, Name tag, IP or namespace, among
+    instances in ``states`` (a ConfigError when none, or more than one, matches)."""
     rows = read_view(lab)["instances"]
     matches = [r for r in rows if host in (r["instance_id"], r["name"], r["ip"], r["ns"])
-               and r["state"] == "running"]
+               and r["state"] in states]
     if len(matches) != 1:
         names = ", ".join(f"{r['name']} ({r['ip']})" for r in rows if r["state"] == "running")
-        raise ConfigError(f"{'no' if not matches else 'more than one'} running host matches "
+        raise ConfigError(f"{'no' if not matches else 'more than one'} "
+                          f"{'running' if states == ('running',) else 'existing'} host matches "
                           f"{host!r}", hint=f"running hosts: {names}" if names else
                           "the lab has no running host (is it up? see `drkit lab.status`)")
     return matches[0]
@@ -201,7 +208,7 @@ def restore(lab: paths.LabPaths, *, zone: str | None = None, region: str | None 
         zones |= set(zones_of(lab, region))
     hosts = set(chaos["killed"]) if everything else set()
     if host:
-        hosts.add(find_host(lab, host)["instance_id"])
+        hosts.add(find_host(lab, host, states=EXISTING)["instance_id"])
     cloud = cloud_region(lab, region) if region else None
     apis = [a for a in chaos["api_down"] if everything or a.split("/")[0] == cloud]
     lines = [f"api {a.split('/')[1].replace('*', 'every service')} in {a.split('/')[0]}: up"
