@@ -7,8 +7,10 @@ baseline -> bad input (nothing changes) -> planned failover to eu-west
 (notifying local receivers for every channel kind, one of them dead) ->
 failback to us-east, killed twice and resumed -> unplanned failover (region
 outage) to eu-west, through db-recovery --scenario region-failure -> failback
-with the diverged old primary rewound -> unplanned failover to the asynchronous
-ap-south, RPO evidence checked against the canary -> failback. A DNS sampler runs throughout.
+with the diverged old primary rewound -> the primary's host crashed, unplanned
+failover to the asynchronous ap-south through db-recovery --scenario
+primary-failure, RPO evidence checked against the canary -> failback. A DNS
+sampler runs throughout.
 """
 
 from __future__ import annotations
@@ -380,11 +382,15 @@ def test_failback_rewinds_the_diverged_old_primary_and_loses_nothing(lab, tmp_pa
 def test_unplanned_async_failover_reports_rpo_evidence_that_agrees_with_the_canary(
         lab, tmp_path, record_property):
     assert_baseline(lab)
+    old_primary = ip_of(lab, "us-east")
     with Canary(tmp_path / "canary") as canary:
-        chaos.region_outage(lab.paths, "us-east")
+        # A primary failure: its host crashes (every process killed, unplugged);
+        # the rest of us-east stays up.
+        chaos.node_kill(lab.paths, old_primary)
         try:
-            proc = drkit("failover", "--region", "ap-south", "--mode", "unplanned",
-                         "--allow-data-loss", "--yes", "--json")
+            # The seeds' entry point, the asynchronous replica named.
+            proc = drkit("db-recovery", "--scenario", "primary-failure", "--target-region",
+                         "ap-south", "--allow-data-loss", "--yes", "--json")
             result = result_of(proc)
             # Accepted loss beyond the RPO target of 0 s: the run completes, and
             # says it missed the target (exit 6) whenever its evidence shows a loss.
@@ -393,7 +399,12 @@ def test_unplanned_async_failover_reports_rpo_evidence_that_agrees_with_the_cana
             assert proc.returncode == expected, proc.stderr[-3000:]
             canary.keep_writing()
         finally:
-            chaos.restore(lab.paths, region="us-east", wait_s=30)
+            chaos.restore(lab.paths, host=old_primary, wait_s=30)
+    decided = [e["text"] for e in journal(result["run_id"]) if e["event"] == "decision"]
+    assert decided[0] == ("db-recovery decided: primary-failure: the primary in us-east does "
+                          "not answer; with one database node per region the standby is "
+                          "ap-south's asynchronous replica: promoting it (RB-DR-003 unplanned, "
+                          "as drkit failover --region ap-south --mode unplanned)"), decided[:2]
     report = canary.report()
     record_property("unplanned_async_lost", report["lost"])
     full = json.loads(Path(result["reports"]["json"]).read_text())
