@@ -18,7 +18,7 @@ def test_a_killed_host_stopped_since_is_found_to_restore_but_not_to_kill(tmp_pat
     lab = paths.LabPaths(tmp_path)
     lab.hosts_json.parent.mkdir(parents=True, exist_ok=True)
     lab.hosts_json.write_text(json.dumps({"instances": [ROW], "killed": ["i-0abc"]}))
-    with pytest.raises(ConfigError, match="no running host matches '10.10.1.5'"):
+    with pytest.raises(ConfigError, match=r"no running host matches '10\.10\.1\.5'"):
         chaos.find_host(lab, "10.10.1.5")
     assert chaos.find_host(lab, "10.10.1.5", states=chaos.EXISTING)["instance_id"] == "i-0abc"
     lab.hosts_json.write_text(json.dumps({"instances": [{**ROW, "state": "terminated"}]}))
