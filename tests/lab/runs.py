@@ -46,6 +46,11 @@ def journal(run_id: str) -> list[dict]:
     return read_events(RUNS / run_id / "journal.jsonl")
 
 
+def decisions(run_id: str) -> list[str]:
+    """The run's journaled decision lines, in order."""
+    return [e["text"] for e in journal(run_id) if e["event"] == "decision"]
+
+
 def wait(what: str, predicate, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

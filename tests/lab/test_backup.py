@@ -22,7 +22,16 @@ import pytest
 from drkit.errors import ExitCode
 from drkit.journal import RunState
 from drkit.lab import control_plane, database
-from tests.lab.runs import Canary, drkit, journal, kill_when, result_of, started_after, wait
+from tests.lab.runs import (
+    Canary,
+    decisions,
+    drkit,
+    journal,
+    kill_when,
+    result_of,
+    started_after,
+    wait,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -150,10 +159,6 @@ def test_verify_names_the_damaged_object(lab):
     assert name in bad.stderr + bad.stdout, bad.stderr[-2000:]
 
 
-def _decisions(run_id: str) -> list[str]:
-    return [e["text"] for e in journal(run_id) if e["event"] == "decision"]
-
-
 def test_a_damaged_backup_is_restored_from_another_repository_or_refused_naming_it(lab):
     fresh = drkit("backup", "--type", "full", "--yes")  # the newest backup of each repo intact
     assert fresh.returncode == 0, fresh.stdout[-2000:] + fresh.stderr[-3000:]
@@ -168,7 +173,7 @@ def test_a_damaged_backup_is_restored_from_another_repository_or_refused_naming_
         facts = restore_facts(result["run_id"])
         assert int(facts["restored"]["repo"]) == 2, facts["restored"]
         assert facts["amcheck_ok"] in (True, "True", "true"), facts["amcheck_tail"]
-        fell_back = [d for d in _decisions(result["run_id"]) if "restore fell back" in d]
+        fell_back = [d for d in decisions(result["run_id"]) if "restore fell back" in d]
         assert len(fell_back) == 1 and "repo1 (eu-west) is damaged" in fell_back[0], fell_back
         assert restore_instances() == [], "the scratch restore host was left behind"
 
@@ -213,10 +218,10 @@ def test_with_the_primary_region_cut_off_a_restore_from_another_regions_reposito
     assert int(facts["restored"]["repo"]) == 2
     assert facts["amcheck_ok"] in (True, "True", "true"), facts["amcheck_tail"]
     assert facts["tables"][dbname][f"public.{OUTAGE_TABLE}"]["rows"] >= 1
-    warning = [d for d in _decisions(result["run_id"])
+    warning = [d for d in decisions(result["run_id"])
                if "the newest WAL could not be archived" in d]
     assert warning and "no database node answered as primary" in warning[0], \
-        _decisions(result["run_id"])
+        decisions(result["run_id"])
     assert restore_instances() == [], "the scratch restore host was left behind"
 
     # Back to the baseline: the replicas stream from the primary again (the commit

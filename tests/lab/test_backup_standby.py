@@ -19,7 +19,7 @@ import pytest
 
 from drkit import backups
 from drkit.lab import control_plane, database
-from tests.lab.runs import drkit, journal, result_of, wait
+from tests.lab.runs import decisions, drkit, journal, result_of, wait
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -46,10 +46,6 @@ def backup_run(*args: str) -> tuple[str, dict]:
     facts = outputs[-1]["facts"]
     assert len(facts) == 1, facts
     return run_id, next(iter(facts.values()))
-
-
-def decisions(run_id: str) -> list[str]:
-    return [e["text"] for e in journal(run_id) if e["event"] == "decision"]
 
 
 def backup_info_entries() -> dict[tuple[int, str], dict]:

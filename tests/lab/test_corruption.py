@@ -38,6 +38,7 @@ from drkit.lab import database
 from tests.lab.runs import (
     Canary,
     assert_baseline_streaming,
+    decisions,
     drkit,
     journal,
     kill_when,
@@ -194,7 +195,7 @@ def test_rewind_takes_the_database_back_and_loses_only_what_came_after(lab, reco
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         canary.keep_writing()
     result = result_of(proc)
-    decided = [e["text"] for e in journal(result["run_id"]) if e["event"] == "decision"]
+    decided = decisions(result["run_id"])
     assert decided[0].startswith("db-recovery decided: corruption: the whole database back "
                                  "to just before "), decided[:2]
     record_property("rewind_rto_s", result["rto_s"])

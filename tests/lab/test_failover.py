@@ -38,6 +38,7 @@ from tests.lab.notify_receivers import (
 from tests.lab.runs import (
     PROJECT,
     Canary,
+    decisions,
     drkit,
     journal,
     kill_when,
@@ -353,7 +354,7 @@ def test_unplanned_failover_during_a_region_outage_loses_no_synchronous_write(
     assert topology()["primary_region"] == "eu-west"
     assert db_answer() == [ip_of(lab, "eu-west")]
     assert result["rpo_s"] == 0.0
-    decided = [e["text"] for e in journal(result["run_id"]) if e["event"] == "decision"]
+    decided = decisions(result["run_id"])
     assert decided[0] == ("db-recovery decided: region-failure: us-east is lost; eu-west has a "
                           "synchronous replica that answers: promoting it (RB-DR-003 unplanned, "
                           "as drkit failover --region eu-west --mode unplanned)"), decided[:2]
@@ -400,7 +401,7 @@ def test_unplanned_async_failover_reports_rpo_evidence_that_agrees_with_the_cana
             canary.keep_writing()
         finally:
             chaos.restore(lab.paths, host=old_primary, wait_s=30)
-    decided = [e["text"] for e in journal(result["run_id"]) if e["event"] == "decision"]
+    decided = decisions(result["run_id"])
     assert decided[0] == ("db-recovery decided: primary-failure: the primary in us-east does "
                           "not answer; with one database node per region the standby is "
                           "ap-south's asynchronous replica: promoting it (RB-DR-003 unplanned, "
