@@ -111,17 +111,6 @@ class Watch:
         return False
 
 
-def wal_timeline(wal_dir: str, lsn: int, segment_size: int) -> int:
-    """The newest timeline with a WAL file holding ``lsn``."""
-    segno = lsn // segment_size
-    per_id = 0x100000000 // segment_size
-    timelines = [int(m[1], 16) for m in map(WAL_FILE.match, os.listdir(wal_dir))
-                 if m and int(m[2], 16) * per_id + int(m[3], 16) == segno]
-    if not timelines:
-        raise Refused(f"no WAL file in {wal_dir} holds {lsn_text(lsn)}")
-    return max(timelines)
-
-
 def segment_timelines(wal_dir: str, segment_size: int) -> dict[int, int]:
     """Each segment number pg_wal holds, with the newest timeline holding it."""
     per_id = 0x100000000 // segment_size
@@ -133,11 +122,19 @@ def segment_timelines(wal_dir: str, segment_size: int) -> dict[int, int]:
     return newest
 
 
+def wal_timeline(wal_dir: str, lsn: int, segment_size: int) -> int:
+    """The newest timeline with a WAL file holding ``lsn``."""
+    timeline = segment_timelines(wal_dir, segment_size).get(lsn // segment_size)
+    if timeline is None:
+        raise Refused(f"no WAL file in {wal_dir} holds {lsn_text(lsn)}")
+    return timeline
+
+
 def look_back(args: argparse.Namespace, replay: int, segment_size: int) -> list[tuple[str, str]]:
     """The records replayed already, from the start of the segment before the
-    one replayed now (LOOK_BACK) up to ``replay``: a script that starts after the fence (a CI run
-    saw it start once the old primary's shutdown was replayed) still sees its
-    marker. The fence switches to a new segment before its marker and the
+    one replayed now (LOOK_BACK) up to ``replay``: a script that starts after the
+    fence (a CI run saw it start once the old primary's shutdown was replayed)
+    still sees its marker. The fence switches to a new segment before its marker and the
     shutdown (archiving on) switches again before its checkpoint, so the marker
     lies in the segment before at most. Each segment is read on the newest
     timeline pg_wal holds it on (a promotion in between changes the file's
