@@ -179,20 +179,23 @@ def _choose(state: RepositoryState, label: str,
 
 
 def plan_restore(states: list[RepositoryState], *, region: str, label: str,
-                 target_time: datetime | None, now: datetime) -> RestorePlan:
+                 target_time: datetime | None, now: datetime,
+                 prefer_region: str = "") -> RestorePlan:
     """Choose the repository and backup set for a restore, or say why none fits.
 
     ``region`` picks the repository in that region ('' = the first readable one,
-    the others being fallbacks); ``label`` a backup set ('latest' = the newest
-    that ends before the target time, or the newest). A target time must lie
-    after the chosen backup's end and not in the future.
+    the others being fallbacks; ``prefer_region``'s first when it has one, so a
+    restore into a region reads its own region's copy); ``label`` a backup set
+    ('latest' = the newest that ends before the target time, or the newest). A
+    target time must lie after the chosen backup's end and not in the future.
     """
     plan = RestorePlan(target_time=target_time.isoformat() if target_time else "")
     if target_time and target_time > now:
         plan.problems.append(f"target time {target_time.isoformat()} is in the future "
                              f"(now {now.isoformat(timespec='seconds')})")
         return plan
-    candidates = [s for s in states if not region or s.repo.region == region]
+    candidates = sorted((s for s in states if not region or s.repo.region == region),
+                        key=lambda s: s.repo.region != prefer_region)
     if region and not candidates:
         have = ", ".join(s.repo.region for s in states) or "none"
         plan.problems.append(f"region {region} has no backup repository; repositories are in: "

@@ -27,13 +27,15 @@ def repositories_probe(ctx: StepContext) -> dict[str, Any]:
 
 @probe("backup.restore_plan")
 def restore_plan_probe(ctx: StepContext, region: str = "", label: str = "latest",
-                       target_time: str = "") -> dict[str, Any]:
-    """The repository and backup set a restore would use, or every reason it cannot."""
+                       target_time: str = "", prefer_region: str = "") -> dict[str, Any]:
+    """The repository and backup set a restore would use, or every reason it cannot
+    (``prefer_region``: that region's repository first, when it has one)."""
     when = datetime.fromisoformat(target_time.replace("Z", "+00:00")) if target_time else None
     if when and when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     plan = backups.plan_restore(_states(ctx), region=region, label=label or "latest",
-                                target_time=when, now=datetime.now(UTC))
+                                target_time=when, now=datetime.now(UTC),
+                                prefer_region=prefer_region)
     for line in plan.decisions:
         ctx.decide(line)
     return {"repo": plan.repo, "region": plan.region, "label": plan.label,
@@ -54,12 +56,14 @@ def _parse_pg_time(text: str) -> datetime | None:
 
 @probe("backup.restored_copy")
 def restored_copy_probe(ctx: StepContext, copy: dict[str, Any], reference_time: str,
-                        target_time: str = "") -> dict[str, Any]:
+                        target_time: str = "", backup_end: str = "") -> dict[str, Any]:
     """Whether a restored copy passed verification (pg_amcheck, data checksums; the
     restore playbook's report in ``copy``), and how far it is behind the point asked
     for: the reference (the target time, else when the restore ran) minus the last
     transaction the copy replayed. That is the RPO a real loss restored this way
-    would have had."""
+    would have had. ``backup_end`` (the restored backup's end, when the caller
+    knows it) is the floor: the copy holds every commit before it, also when no
+    transaction was replayed after it (nothing archived since the backup)."""
     for line in copy.get("fallbacks") or []:
         ctx.decide(f"restore fell back: {line}")
     problems = []
@@ -68,7 +72,9 @@ def restored_copy_probe(ctx: StepContext, copy: dict[str, Any], reference_time: 
                         + " / ".join(copy.get("amcheck_tail") or ["(no output)"]))
     if copy.get("data_checksums") != "on":
         problems.append(f"data checksums are {copy.get('data_checksums')!r}, not on")
-    last = _parse_pg_time(str(copy.get("last_commit") or ""))
+    replayed = _parse_pg_time(str(copy.get("last_commit") or ""))
+    floor = _parse_pg_time(backup_end.replace("T", " ").replace("Z", "+00"))
+    last = max((t for t in (replayed, floor) if t is not None), default=None)
     ref = _parse_pg_time((target_time or reference_time).replace("T", " ").replace("Z", "+00"))
     seconds = None if last is None or ref is None else max(0.0, (ref - last).total_seconds())
     tables = {f"{db}/{name}": t.get("rows") for db, per_db in (copy.get("tables") or {}).items()
@@ -77,7 +83,9 @@ def restored_copy_probe(ctx: StepContext, copy: dict[str, Any], reference_time: 
             "last_commit": last.isoformat() if last else None,
             "reference_time": ref.isoformat() if ref else None, "seconds": seconds,
             "rpo": {"seconds": seconds, "lost_writes": None,
-                    "detail": {"evidence": "the last transaction the restored copy replayed",
+                    "detail": {"evidence": ("the last transaction the restored copy replayed"
+                                            if last is replayed else "the restored backup's end"
+                                            " (no transaction replayed after it)"),
                                "last_commit": last.isoformat() if last else None,
                                "reference": "target time" if target_time else "restore time",
                                "reference_time": ref.isoformat() if ref else None,

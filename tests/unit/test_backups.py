@@ -64,8 +64,10 @@ def test_an_environment_without_backups_is_told_how_to_add_them():
         backups.repositories({"regions": {}})
 
 
-def plan(states, region="", label="latest", target=None, now=T0 + timedelta(hours=2)):
-    return backups.plan_restore(states, region=region, label=label, target_time=target, now=now)
+def plan(states, region="", label="latest", target=None, now=T0 + timedelta(hours=2),
+         prefer=""):
+    return backups.plan_restore(states, region=region, label=label, target_time=target, now=now,
+                                prefer_region=prefer)
 
 
 def test_a_target_time_picks_the_newest_backup_that_ended_before_it():
@@ -106,6 +108,15 @@ def test_another_repository_with_a_backup_covering_the_target_is_the_fallback():
                for d in p.decisions)
 
 
+def test_a_restore_into_a_region_reads_its_own_repository_first_the_others_stand_in():
+    states = [_state("eu-west", 1, _info(FULL, DIFF)), _state("ap-south", 2, _info(AP_FULL))]
+    p = plan(states, prefer="ap-south")
+    assert (p.repo, p.region, p.label) == (2, "ap-south", AP_FULL[0])
+    assert p.fallbacks == [{"repo": 1, "region": "eu-west", "label": DIFF[0]}]
+    # A region without a repository of its own keeps the settings' order.
+    assert plan(states, prefer="us-east").repo == 1
+
+
 def test_no_fallback_when_the_region_is_asked_for_or_no_other_backup_covers_the_target():
     states = [_state("eu-west", 1, _info(FULL, DIFF)), _state("ap-south", 2, _info(AP_FULL))]
     assert plan(states, region="eu-west").fallbacks == []
@@ -136,6 +147,20 @@ def test_the_restored_point_is_measured_against_the_target_time():
     assert out["ok"] and out["tables"] == {"app/public.drkit_canary": 42}
     assert out["rpo"]["seconds"] == pytest.approx(1.5)
     assert out["rpo"]["detail"]["reference"] == "target time"
+
+
+def test_with_no_transaction_replayed_after_the_backup_its_end_is_the_restored_point():
+    # Nothing archived since the backup: the copy holds every commit before its end.
+    out = restored_copy_probe(None, copy={**COPY, "last_commit": ""},
+                              reference_time="2026-12-03T08:00:00Z",
+                              backup_end="2026-12-03T07:59:00+00:00")
+    assert out["rpo"]["seconds"] == pytest.approx(60.0)
+    assert "the restored backup's end" in out["rpo"]["detail"]["evidence"]
+    # A commit replayed after the backup's end is the later point.
+    out = restored_copy_probe(None, copy=COPY, reference_time="2026-12-03T08:00:00Z",
+                              backup_end="2026-12-03T06:00:00+00:00")
+    assert out["rpo"]["seconds"] == pytest.approx(3601.5)
+    assert out["rpo"]["detail"]["evidence"] == "the last transaction the restored copy replayed"
 
 
 def test_a_copy_that_fails_amcheck_or_lacks_checksums_is_not_ok():
