@@ -7,8 +7,9 @@ every refusal is a sentence a test can assert.
   another region's replica: the synchronous one unless --target-region names
   another. RB-DR-003, unplanned when the primary does not answer.
 - region-failure: the replica in --target-region is promoted (RB-DR-003). With no
-  replica answering there, the database would be restored from the cross-region
-  backup: that is the complete rebuild (issue 16), not built yet, so it is refused.
+  replica answering there, the database is restored onto that region's database
+  host from the backups (RB-DR-003 --source backup: the region's own repository
+  first), which loses what was not archived yet, so it needs --allow-data-loss.
 - corruption: RB-DR-004's rewind (decided by drkit.cli.db, no topology needed).
 
 A request that does not fit the estate raises ConfigError (exit 2, nothing changed).
@@ -67,12 +68,8 @@ def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
     if node.get("role") != "replica":
         why = node.get("error") or f"its node is {node.get('role') or 'unreachable'}"
         if scenario == "region-failure":
-            raise ConfigError(
-                f"region-failure: no database replica answers in {target} ({why}); restoring "
-                "the database there from the cross-region backup is the complete rebuild "
-                "(issue 16), which is not built yet",
-                hint=f"recover into a region whose replica answers: {_replicas(nodes, failed)}"
-                     "; nothing was changed")
+            return _from_backup(target, failed, why, current=current,
+                                allow_data_loss=allow_data_loss, nodes=nodes)
         raise ConfigError(f"primary-failure: no standby to promote ({target or 'none'}: {why})",
                           hint=f"regions with a replica that answers: "
                                f"{_replicas(nodes, failed)}; nothing was changed")
@@ -92,6 +89,30 @@ def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
             f"--region {target} --mode {mode})")
     params = {"region": target, "mode": mode,
               "allow_data_loss": bool(allow_data_loss and mode == "unplanned")}
+    return Decision(FAILOVER_RUNBOOK, params, line)
+
+
+def _from_backup(target: str, failed: str, why: str, *, current: str | None,
+                 allow_data_loss: bool, nodes: dict[str, Any]) -> Decision:
+    """region-failure with no replica to promote in ``target``: restore there."""
+    if current:
+        raise ConfigError(
+            f"region-failure: {target} has no replica that answers ({why}) and the primary in "
+            f"{current} still answers: restoring from the backups would throw its newest "
+            "writes away", hint=f"recover into a region whose replica answers: "
+                                f"{_replicas(nodes, failed)}; nothing was changed")
+    if not allow_data_loss:
+        raise ConfigError(
+            f"region-failure: no replica answers in {target} ({why}); the database would be "
+            "restored there from the backups, losing the commits not archived yet",
+            hint=f"accept that with --allow-data-loss (an approval shows it), or recover into "
+                 f"a region whose replica answers: {_replicas(nodes, failed)}; nothing was "
+                 "changed")
+    line = (f"region-failure: {failed} is lost; no streaming replica in {target} ({why}): "
+            "restoring the database there from the backups (RB-DR-003 unplanned from "
+            f"backup, as drkit failover --region {target} --mode unplanned --source backup)")
+    params = {"region": target, "mode": "unplanned", "source": "backup",
+              "allow_data_loss": True}
     return Decision(FAILOVER_RUNBOOK, params, line)
 
 

@@ -1,6 +1,11 @@
 """Can this region take over the database, and what would it cost? The decision
 behind RB-DR-003's preflight, as a pure function over a discovered topology, so
 every refusal is a sentence a test can assert.
+
+The database comes either from the region's replica (``source`` replica, which
+must answer) or, when no replica there can be promoted, from the backups
+(``source`` backup: restored onto the region's database host from the
+repositories; unplanned only, and what was not archived yet is lost).
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from drkit.registry import StepContext, probe
 
 
 def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: bool,
-           rpo_s: float, synchronous_regions: list[str], failback: bool = False
-           ) -> dict[str, Any]:
+           rpo_s: float, synchronous_regions: list[str], failback: bool = False,
+           source: str = "replica") -> dict[str, Any]:
     """Findings (empty when the failover may proceed) and the facts later steps use."""
     findings: list[str] = []
+    from_backup = source == "backup"
     nodes = topo["nodes"]
     target = nodes.get(region) or {}
     current = topo["primary_region"]
@@ -32,12 +38,24 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
     if failback:
         if current is None:
             findings.append("no reachable primary to fail back from; fail over first")
+    elif from_backup:
+        if mode != "unplanned":
+            findings.append("--source backup restores the database from the backups, for a "
+                            "lost primary only: use --mode unplanned")
+        if target.get("role") == "replica":
+            findings.append(f"{region}'s replica answers: promote it instead (drop --source "
+                            "backup); it holds more than the archive")
+        elif region in nodes and not target.get("host"):
+            findings.append(f"{region} has no running database host to restore onto "
+                            f"({target.get('error') or 'none found'}); bring one up first "
+                            f"(drkit replace-node)")
     elif region in nodes and target.get("role") != "replica":
         why = target.get("error") or f"its node is {target.get('role') or 'unreachable'}"
         findings.append(f"{region} has no reachable database replica to promote ({why})")
     synchronous = region in synchronous_regions or target.get("sync_state") == "sync"
-    estimate = _estimate(topo, target, mode=mode, synchronous=synchronous, failback=failback)
-    if mode == "planned" and not failback:
+    estimate = (_BACKUP_LOSS if from_backup else
+                _estimate(topo, target, mode=mode, synchronous=synchronous, failback=failback))
+    if mode == "planned" and not failback and not from_backup:
         if current is None:
             findings.append(f"the primary ({old or 'unknown'}) does not answer: a planned "
                             "failover needs it; use --mode unplanned")
@@ -61,6 +79,11 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
         "estimated_loss": estimate,
         "unreachable": topo["unreachable"],
     }
+
+
+_BACKUP_LOSS = {"possible": True, "seconds": None, "bytes": None,
+                "summary": "restored from the backups: commits after the newest WAL segment "
+                           "the archive holds are lost (up to archive_timeout's worth)"}
 
 
 def _estimate(topo: dict[str, Any], target: dict[str, Any], *, mode: str, synchronous: bool,
@@ -87,14 +110,15 @@ def _estimate(topo: dict[str, Any], target: dict[str, Any], *, mode: str, synchr
 @probe("failover.readiness")
 def readiness_probe(ctx: StepContext, region: str, secret: str, mode: str = "planned",
                     allow_data_loss: bool = False, rpo_s: float = 0.0,
-                    failback: bool = False) -> dict[str, Any]:
+                    failback: bool = False, source: str = "replica") -> dict[str, Any]:
     """postgres.topology, then ``assess``: findings plus old primary, target host,
     remaining replicas and the estimated data loss."""
     topo = topology_probe(ctx, secret, prefer_region=region)
     sync = ((ctx.env.settings.get("postgres") or {}).get("synchronous_regions")
             or [])
     result = assess(topo, region=region, mode=mode, allow_data_loss=allow_data_loss,
-                    rpo_s=float(rpo_s), synchronous_regions=list(sync), failback=failback)
+                    rpo_s=float(rpo_s), synchronous_regions=list(sync), failback=failback,
+                    source=source)
     result["topology"] = {r: {k: n.get(k) for k in ("role", "host", "streaming", "sync_state",
                                                      "lag_bytes", "replay_lsn", "flush_lsn",
                                                      "last_replay_at", "timeline", "error")}

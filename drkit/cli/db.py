@@ -4,7 +4,8 @@ entry point, each scenario the runbook that does it (drkit.checks.db_recovery):
 - primary-failure: the standby promoted (RB-DR-003 to the synchronous replica's
   region, or --target-region);
 - region-failure: the replica in --target-region promoted (RB-DR-003); with no
-  replica answering there, refused until the complete rebuild exists (issue 16);
+  replica answering there, the database restored onto that region's host from the
+  backups (RB-DR-003 --source backup; needs --allow-data-loss);
 - corruption: the whole database back to just before --backup-time (RB-DR-004's
   rewind, as `drkit recover-corruption --before T --strategy rewind`).
 
@@ -84,15 +85,16 @@ def _said(line: str) -> str:
 
 @task(help={
     "scenario": "primary-failure (promote the standby), region-failure (promote the "
-                "replica in --target-region) or corruption (the database back to just "
-                "before --backup-time)",
+                "replica in --target-region, else restore it there from the backups) or "
+                "corruption (the database back to just before --backup-time)",
     "target-region": "the region to recover into, e.g. eu-west (region-failure: required; "
                      "primary-failure: default the synchronous replica's region)",
     "backup-time": "corruption: recover to just before this time (ISO 8601, UTC or with "
                    "its offset)",
     "force": "move a primary that still answers (a planned, zero-loss switchover)",
     "allow-data-loss": "promote an asynchronous replica although it may lag beyond the "
-                       "RPO target (an approval shows the estimated loss)",
+                       "RPO target, or restore from the backups (what was not archived is "
+                       "lost); an approval shows the estimated loss",
     **RUN_HELP, **SEVERITY_HELP})
 @maps_errors
 def db_recovery(c, scenario="", target_region="", backup_time="", force=False,

@@ -9,14 +9,17 @@ failback to us-east, killed twice and resumed -> unplanned failover (region
 outage) to eu-west, through db-recovery --scenario region-failure -> failback
 with the diverged old primary rewound -> the primary's host crashed, unplanned
 failover to the asynchronous ap-south through db-recovery --scenario
-primary-failure, RPO evidence checked against the canary -> failback. A DNS
-sampler runs throughout.
+primary-failure, RPO evidence checked against the canary -> failback -> a region
+outage with ap-south's replica down too: db-recovery --scenario region-failure
+restores ap-south's database from the backups, what is lost checked against the
+canary -> failback. A DNS sampler runs throughout.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import threading
@@ -45,6 +48,7 @@ from tests.lab.runs import (
     result_of,
     started_after,
     task_started,
+    wait,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -424,5 +428,86 @@ def test_unplanned_async_failover_reports_rpo_evidence_that_agrees_with_the_cana
                                                                  last_replayed)
     # Back home for whatever runs next.
     back = drkit("failback", "--region", "us-east", "--yes")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert_baseline(lab)
+
+
+def test_a_region_failure_with_no_replica_to_promote_restores_the_target_from_the_backups(
+        lab, tmp_path, record_property):
+    assert_baseline(lab)
+    proc = drkit("backup", "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    target = ip_of(lab, "ap-south")
+    kept = ""
+    # ap-south's replica is lost (its server down, the host up): nothing there to
+    # promote, so its database comes from the backups.
+    stopped = lab.ssh(target, "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl stop "
+                              "-D /var/lib/postgresql/15/main -m immediate")
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        with Canary(tmp_path / "canary") as canary:
+            # The writes so far reach the archive (as archive_timeout would do);
+            # the ones after it only the primary's WAL, lost with its region.
+            primary = ip_of(lab, "us-east")
+            segment = lab.psql(primary, "SELECT pg_walfile_name(pg_switch_wal())")
+            archived_by = time.time()
+            wait("the switched WAL segment in the archive", lambda: lab.psql(
+                primary, "SELECT last_archived_wal FROM pg_stat_archiver") >= segment, 120)
+            canary.keep_writing()
+            chaos.region_outage(lab.paths, "us-east")
+            try:
+                # Refused without the loss accepted: nothing changes.
+                _refused(lab, drkit("db-recovery", "--scenario", "region-failure",
+                                    "--target-region", "ap-south", "--yes"),
+                         ExitCode.BAD_INPUT, "--allow-data-loss")
+                proc = drkit("db-recovery", "--scenario", "region-failure", "--target-region",
+                             "ap-south", "--allow-data-loss", "--yes", "--json")
+                result = result_of(proc)
+                assert result["status"] == "succeeded", proc.stderr[-3000:]
+                canary.keep_writing()
+            finally:
+                chaos.restore(lab.paths, region="us-east", wait_s=30)
+        restored = next(f for e in journal(result["run_id"])
+                        if e["event"] == "step_output" and e["step"] == "restore"
+                        for f in e["outputs"]["facts"].values() if "restored" in f)
+        kept = restored["kept_data_dir"]
+        decided = decisions(result["run_id"])
+        assert decided[0].startswith(
+            "db-recovery decided: region-failure: us-east is lost; no streaming replica in "
+            "ap-south ("), decided[:3]
+        assert "Connection refused" in decided[0]
+        assert decided[0].endswith(
+            "restoring the database there from the backups (RB-DR-003 unplanned from backup, "
+            "as drkit failover --region ap-south --mode unplanned --source backup)")
+        assert any(d.startswith("plan: restoring backup ") and "from repo2 (ap-south)" in d
+                   for d in decided), decided
+        assert topology()["primary_region"] == "ap-south"
+        assert db_answer() == [target]
+        assert restored["amcheck_ok"] in (True, "True", "true"), restored["amcheck_tail"]
+
+        # What the restore replayed is every write acknowledged up to its last
+        # commit; what is lost was acknowledged after it (not archived yet), and
+        # the reported RPO covers it.
+        report = canary.report()
+        record_property("from_backup_lost", report["lost"])
+        record_property("from_backup_rto_s", result["rto_s"])
+        record_property("from_backup_rpo_s", result["rpo_s"])
+        last_commit = datetime.fromisoformat(restored["last_commit"]).timestamp()
+        acks = {a["seq"]: a for a in canary.acks}
+        lost_acked_at = [float(acks[s]["ack"]) for s in report["lost_seqs"] if s in acks]
+        assert all(at >= last_commit for at in lost_acked_at), (lost_acked_at[:3],
+                                                                restored["last_commit"])
+        # Every write acknowledged before the switched segment was archived is back.
+        assert not [at for at in lost_acked_at if at < archived_by - 1.0], lost_acked_at[:3]
+        assert result["rpo_s"] >= max(lost_acked_at, default=last_commit) - last_commit
+        assert proc.returncode == (ExitCode.TARGET_MISSED if result["rpo_s"] else ExitCode.OK)
+        # eu-west streams from the restored primary.
+        west = topology()["nodes"]["eu-west"]
+        assert west["role"] == "replica" and west["streaming"], west
+    finally:
+        # Back home for whatever runs next (ap-south rejoins as a replica).
+        back = drkit("failback", "--region", "us-east", "--yes")
+        if kept:
+            lab.ssh(target, f"rm -rf -- {shlex.quote(kept)}")
     assert back.returncode == 0, back.stderr[-3000:]
     assert_baseline(lab)

@@ -65,12 +65,29 @@ def test_a_primary_that_answers_is_refused_without_force_and_switched_over_with_
     assert "a planned switchover" in d.line
 
 
-def test_a_region_without_a_replica_that_answers_is_refused_naming_the_rebuild():
+def test_a_region_without_a_replica_that_answers_is_restored_from_the_backups():
+    lost = topo(None, down=("us-east", "eu-west"))
+    d = decide(lost, "region-failure", "eu-west", allow_data_loss=True)
+    assert d.runbook == FAILOVER_RUNBOOK
+    assert d.params == {"region": "eu-west", "mode": "unplanned", "source": "backup",
+                        "allow_data_loss": True}
+    assert d.line == ("region-failure: us-east is lost; no streaming replica in eu-west "
+                      "(connection timed out): restoring the database there from the backups "
+                      "(RB-DR-003 unplanned from backup, as drkit failover --region eu-west "
+                      "--mode unplanned --source backup)")
+
+
+def test_a_restore_from_the_backups_needs_the_loss_accepted_and_a_lost_primary():
     with pytest.raises(ConfigError) as refused:
         decide(topo(None, down=("us-east", "eu-west")), "region-failure", "eu-west")
     text = str(refused.value)
-    assert "no database replica answers in eu-west" in text and "issue 16" in text
+    assert "no replica answers in eu-west (connection timed out)" in text
+    assert "losing the commits not archived yet" in text and "--allow-data-loss" in text
     assert "recover into a region whose replica answers: ap-south" in text
+    with pytest.raises(ConfigError) as refused:
+        decide(topo(down=("eu-west",)), "region-failure", "eu-west", force=True,
+               allow_data_loss=True)
+    assert "the primary in us-east still answers" in str(refused.value)
 
 
 def test_the_failed_region_or_an_unknown_one_is_not_a_target():

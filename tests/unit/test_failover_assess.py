@@ -88,3 +88,34 @@ def test_failback_only_needs_a_primary_to_come_back_from():
     out = run(after, region="us-east", failback=True)
     assert out["findings"] == []
     assert out["old_primary_region"] == "eu-west"
+
+
+NO_REPLICA_IN_AP_SOUTH = topo(us_east=node(None, error="timeout"),
+                              eu_west=node("replica", streaming=False, lag=None, delay=12.0),
+                              ap_south=node(None, error="connection refused"))
+
+
+def test_from_the_backups_a_region_without_a_replica_may_take_over_accepting_the_loss():
+    refused = run(NO_REPLICA_IN_AP_SOUTH, mode="unplanned", region="ap-south",
+                  source="backup")
+    assert len(refused["findings"]) == 1 and "--allow-data-loss" in refused["findings"][0]
+    assert "restored from the backups" in refused["findings"][0]
+    out = run(NO_REPLICA_IN_AP_SOUTH, mode="unplanned", region="ap-south", allow=True,
+              source="backup")
+    assert out["findings"] == []
+    assert out["estimated_loss"]["possible"] is True
+    assert out["remaining_replicas"] == ["eu-west"]
+
+
+@pytest.mark.parametrize(("t", "kwargs", "expected"), [
+    (NO_REPLICA_IN_AP_SOUTH, {"region": "ap-south"}, "for a lost primary only"),
+    (REGION_DOWN, {"region": "ap-south", "mode": "unplanned"},
+     "ap-south's replica answers: promote it instead (drop --source backup)"),
+    (topo(us_east=node(None, error="timeout"), ap_south={"role": None, "host": None,
+                                                         "error": "no running db instance"}),
+     {"region": "ap-south", "mode": "unplanned"},
+     "ap-south has no running database host to restore onto (no running db instance)"),
+])
+def test_from_the_backups_refusals_say_what_is_wrong(t, kwargs, expected):
+    out = run(t, allow=True, source="backup", **kwargs)
+    assert any(expected in f for f in out["findings"]), out["findings"]
