@@ -10,7 +10,7 @@ outage) to eu-west, through db-recovery --scenario region-failure -> failback
 with the diverged old primary rewound -> the primary's host crashed, unplanned
 failover to the asynchronous ap-south through db-recovery --scenario
 primary-failure, RPO evidence checked against the canary -> failback -> a region
-outage with ap-south's replica down too: db-recovery --scenario region-failure
+outage with ap-south's replica's disk lost too: db-recovery --scenario region-failure
 restores ap-south's database from the backups, what is lost checked against the
 canary -> failback. A DNS sampler runs throughout.
 """
@@ -439,11 +439,14 @@ def test_a_region_failure_with_no_replica_to_promote_restores_the_target_from_th
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     target = ip_of(lab, "ap-south")
     kept = ""
-    # ap-south's replica is lost (its server down, the host up): nothing there to
-    # promote, so its database comes from the backups.
-    stopped = lab.ssh(target, "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl stop "
-                              "-D /var/lib/postgresql/15/main -m immediate")
-    assert stopped.returncode == 0, stopped.stderr
+    timeline = topology()["nodes"]["us-east"]["timeline"]
+    # ap-south's replica lost its disk (the server down, its data directory gone,
+    # the host up): nothing there to promote, so its database comes from the
+    # backups onto the empty host.
+    lost = lab.ssh(target, "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl stop "
+                           "-D /var/lib/postgresql/15/main -m immediate && "
+                           "rm -rf /var/lib/postgresql/15/main")
+    assert lost.returncode == 0, lost.stderr
     try:
         with Canary(tmp_path / "canary") as canary:
             # The writes so far reach the archive (as archive_timeout would do);
@@ -484,6 +487,8 @@ def test_a_region_failure_with_no_replica_to_promote_restores_the_target_from_th
         assert topology()["primary_region"] == "ap-south"
         assert db_answer() == [target]
         assert restored["amcheck_ok"] in (True, "True", "true"), restored["amcheck_tail"]
+        # With no history of its own the restore followed the one eu-west is on.
+        assert int(restored["restored"]["target_timeline"]) == timeline
 
         # What the restore replayed is every write acknowledged up to its last
         # commit; what is lost was acknowledged after it (not archived yet), and
