@@ -48,7 +48,7 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
         elif region in nodes and not target.get("host"):
             findings.append(f"{region} has no running database host to restore onto "
                             f"({target.get('error') or 'none found'}); bring one up first "
-                            f"(drkit replace-node)")
+                            "(drkit replace-node)")
     elif region in nodes and target.get("role") != "replica":
         why = target.get("error") or f"its node is {target.get('role') or 'unreachable'}"
         findings.append(f"{region} has no reachable database replica to promote ({why})")
