@@ -44,7 +44,8 @@ def restore_plan_probe(ctx: StepContext, region: str = "", label: str = "latest"
 
 
 def _parse_pg_time(text: str) -> datetime | None:
-    """A PostgreSQL log timestamp (``2026-12-03 07:30:01.123456+00``) as a datetime."""
+    """A PostgreSQL timestamp (``2026-12-03 07:30:01.123456+00``) or an ISO 8601 time
+    (``2026-12-03T07:30:01Z``) as a datetime; None for ''."""
     text = (text or "").strip()
     if not text:
         return None
@@ -73,9 +74,9 @@ def restored_copy_probe(ctx: StepContext, copy: dict[str, Any], reference_time: 
     if copy.get("data_checksums") != "on":
         problems.append(f"data checksums are {copy.get('data_checksums')!r}, not on")
     replayed = _parse_pg_time(str(copy.get("last_commit") or ""))
-    floor = _parse_pg_time(backup_end.replace("T", " ").replace("Z", "+00"))
+    floor = _parse_pg_time(backup_end)
     last = max((t for t in (replayed, floor) if t is not None), default=None)
-    ref = _parse_pg_time((target_time or reference_time).replace("T", " ").replace("Z", "+00"))
+    ref = _parse_pg_time(target_time or reference_time)
     seconds = None if last is None or ref is None else max(0.0, (ref - last).total_seconds())
     tables = {f"{db}/{name}": t.get("rows") for db, per_db in (copy.get("tables") or {}).items()
               for name, t in per_db.items()}
