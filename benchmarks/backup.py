@@ -209,10 +209,12 @@ def write(out: Path, rows: dict[str, Any], targets: dict[str, float] = TARGETS) 
 
 
 def _db_hosts(lab: paths.LabPaths) -> list[dict[str, str]]:
-    """Every running db host of the lab: inventory name (Name tag + instance id) and IP."""
+    """Every running db host of the lab: inventory name (Name tag + instance id), IP
+    and DR region."""
     from drkit.lab import reconciler
 
-    return [{"name": f"{r['name']}_{r['instance_id']}", "ip": r["ip"]}
+    return [{"name": f"{r['name']}_{r['instance_id']}", "ip": r["ip"],
+             "dr_region": r.get("dr_region", "")}
             for r in reconciler.read_view(lab)["instances"]
             if r["state"] == "running" and r.get("role") == "db"]
 

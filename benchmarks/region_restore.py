@@ -48,7 +48,7 @@ from drkit.journal import read_events  # noqa: E402
 from drkit.lab import chaos, database, netns, paths  # noqa: E402
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
-from backup import grow_database, psql, ssh  # noqa: E402
+from backup import _db_hosts, grow_database, psql, ssh  # noqa: E402
 from failover import measured, run  # noqa: E402
 
 TARGETS = {"region-failure": {"wall_s": 300.0}}
@@ -58,11 +58,7 @@ DATA_DIR = "/var/lib/postgresql/15/main"
 
 def db_host(lab: paths.LabPaths, region: str) -> str:
     """The address of a region's running db host."""
-    from drkit.lab import reconciler
-
-    return next(r["ip"] for r in reconciler.read_view(lab)["instances"]
-                if r["state"] == "running" and r.get("role") == "db"
-                and r.get("dr_region") == region)
+    return next(h["ip"] for h in _db_hosts(lab) if h["dr_region"] == region)
 
 
 def archive_now(lab: paths.LabPaths, primary: str, db: str) -> None:
