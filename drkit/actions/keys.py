@@ -8,6 +8,7 @@ from typing import Any
 
 from drkit.errors import StepFailed
 from drkit.keys import archive, operations, rotation, shares, sources, ssh, store
+from drkit.keys import shares as shares_mod
 from drkit.registry import StepContext, action
 
 
@@ -126,3 +127,23 @@ def keys_ssh_forget(ctx: StepContext, key: str) -> dict[str, Any]:
     found = ssh.forget(_ssh_key_path(ctx, key))
     return {"deleted": found, "summary": "the revoked private key is deleted" if found
             else "no revoked private key left"}
+
+
+@action("keys.restore_secrets")
+def keys_restore_secrets(ctx: StepContext, region: str, label: str = "latest",
+                         shares: list[str] | None = None) -> dict[str, Any]:
+    """The key backup's secrets written into ``region``'s Secrets Manager (RB-DR-007),
+    opened with the custodians' share files ``shares`` or the passphrase. Idempotent:
+    a secret already holding the backup's value is left alone."""
+    try:
+        share_texts = [shares_mod.read(Path(p)) for p in shares] if shares else None
+        out = operations.restore_secrets(ctx.env, region, label or "latest",
+                                         share_texts=share_texts)
+    except (store.StoreError, archive.ArchiveError, shares_mod.SharesError) as exc:
+        raise StepFailed(f"the secrets could not be restored into {region}: {exc}") from None
+    changed = out["written"] + out["created"]
+    return {**out, "summary": (f"{out['label']} (opened with the {out['opened_with']}): "
+                               f"{len(changed)} secrets written into {region}"
+                               + (f", {len(out['unchanged'])} already held its value"
+                                  if out["unchanged"] else ""))}
+

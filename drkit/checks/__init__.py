@@ -15,6 +15,7 @@ from drkit.checks import (  # noqa: F401
     nodes,
     postgres,
     readiness,
+    rebuild,
     restore,
     rotation,
     zones,

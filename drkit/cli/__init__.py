@@ -15,6 +15,7 @@ from drkit.cli import (
     keys,
     nodes,
     readiness,
+    rebuild,
     rehearse,
     runs,
     zones,
@@ -24,7 +25,7 @@ from drkit.cli.common import DrkitProgram
 ns = Collection()
 for _task in (runs.run, runs.resume, runs.runbooks, runs.show, runs.validate, runs.status,
               runs.report, dr.failover, dr.failback, nodes.replace_node, zones.zone_failover,
-              app.app_recovery, db.db_recovery,
+              rebuild.rebuild, app.app_recovery, db.db_recovery,
               backup.restore, corruption.recover_corruption, readiness.readiness,
               rehearse.history, rehearse.postmortem, compromise.key_compromise,
               compromise.rotate_keys):

@@ -4,7 +4,7 @@ entry point, each type the runbook that does it:
 - service-failure: RB-AP-001, the app restarted on the hosts whose service fails
   while the host is up (found before the run: drkit.checks.app);
 - region-failover: RB-DR-003 to --target-region (what `drkit failover` runs);
-- complete-rebuild: the rebuild runbook, not built yet (issue 16): refused.
+- complete-rebuild: RB-DR-007 in --target-region (what `drkit rebuild` runs).
 
 The choice is printed as a decision line. A bad request exits 2 and changes nothing.
 """
@@ -28,6 +28,7 @@ from drkit.errors import ConfigError
 
 SERVICE_RUNBOOK = "RB-AP-001"
 FAILOVER_RUNBOOK = "RB-DR-003"
+REBUILD_RUNBOOK = "RB-DR-007"
 TYPES = ("service-failure", "region-failover", "complete-rebuild")
 
 
@@ -56,8 +57,10 @@ def _failing_hosts(params: dict):
 
 @task(help={
     "type": "service-failure (restart the app where it fails), region-failover (RB-DR-003 "
-            "to --target-region) or complete-rebuild (not built yet)",
-    "target-region": "region-failover: the region to move the service to, e.g. eu-west",
+            "to --target-region) or complete-rebuild (RB-DR-007: rebuild --target-region from the "
+            "backups)",
+    "target-region": "region-failover and complete-rebuild: the region to move the service "
+                     "to, e.g. eu-west",
     **RUN_HELP, **SEVERITY_HELP})
 @maps_errors
 def app_recovery(c, type_="", target_region="", incident_start="", dry_run=False, yes=False,
@@ -65,34 +68,40 @@ def app_recovery(c, type_="", target_region="", incident_start="", dry_run=False
                  severity=""):
     """The seeds' application recovery: --type service-failure restarts the app on the
     hosts whose service fails (RB-AP-001, replacing a host a restart does not bring
-    back), --type region-failover is RB-DR-003 to --target-region."""
+    back), --type region-failover is RB-DR-003 to --target-region, --type
+    complete-rebuild is RB-DR-007 rebuilding --target-region from the backups."""
     options = {**run_options(env, dry_run, yes, json_, break_lock, from_, only, incident_start),
                "severity": severity}
     if resume:
-        resume_one_of((SERVICE_RUNBOOK, FAILOVER_RUNBOOK), resume, task_name="app-recovery",
+        resume_one_of((SERVICE_RUNBOOK, FAILOVER_RUNBOOK, REBUILD_RUNBOOK), resume,
+                      task_name="app-recovery",
                       given={"--type": type_, "--target-region": target_region}, **options)
         return
     require_choice(type_, TYPES, "--type", task="app-recovery", what="recovery type")
-    if type_ == "complete-rebuild":
-        raise ConfigError("app-recovery --type complete-rebuild: the complete rebuild runbook "
-                          "is not built yet", hint="a region failover moves the service: "
-                          "drkit app-recovery --type region-failover --target-region REGION")
-    if type_ == "region-failover":
+    if type_ in ("region-failover", "complete-rebuild"):
         if not target_region:
-            raise ConfigError("--type region-failover needs --target-region",
-                              hint="e.g. drkit app-recovery --type region-failover "
+            raise ConfigError(f"--type {type_} needs --target-region",
+                              hint=f"e.g. drkit app-recovery --type {type_} "
                                    "--target-region eu-west")
+        runbook, params, how = ((FAILOVER_RUNBOOK, {"region": target_region, "mode": "planned",
+                                                     "allow_data_loss": False},
+                                 f"a region failover to {target_region} (RB-DR-003, as drkit "
+                                 f"failover --region {target_region})")
+                                if type_ == "region-failover" else
+                                (REBUILD_RUNBOOK, {"region": target_region},
+                                 f"a complete rebuild of {target_region} from the backups "
+                                 f"(RB-DR-007, as drkit rebuild --region {target_region})"))
+
         def known_region(environment) -> None:
             environment.region(target_region)
-            print(f"app-recovery: decision: a region failover to {target_region} (RB-DR-003, "
-                  f"as drkit failover --region {target_region})", file=sys.stderr)
+            print(f"app-recovery: decision: {how}", file=sys.stderr)
 
-        params = {"region": target_region, "mode": "planned", "allow_data_loss": False}
-        run_or_resume(FAILOVER_RUNBOOK, params, task_name="app-recovery", resume="",
+        run_or_resume(runbook, params, task_name="app-recovery", resume="",
                       given={}, check_env=known_region, **options)
         return
     if target_region:
-        raise ConfigError("--target-region applies to --type region-failover only",
+        raise ConfigError("--target-region applies to --type region-failover and "
+                          "complete-rebuild only",
                           hint="drop --target-region")
     params: dict = {}
     run_or_resume(SERVICE_RUNBOOK, params, task_name="app-recovery", resume="", given={},

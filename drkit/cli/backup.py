@@ -124,7 +124,7 @@ def restore(c, backup="", target_time="", region="", into="", incident_start="",
     if into and into not in RESTORE_INTO:
         raise ConfigError(f"--into {into!r}: nothing to restore into by that name",
                           hint=f"use one of: {', '.join(RESTORE_INTO)}")
-    if backup and backup != "latest" and not _looks_like_label(backup):
+    if backup and backup != "latest" and not looks_like_label(backup):
         raise ConfigError(f"--backup {backup!r} is not a backup label", hint=LABEL_HINT)
     when = parse_time(target_time, "--target-time")
     run_or_resume(RESTORE_RUNBOOK,
@@ -139,7 +139,8 @@ def restore(c, backup="", target_time="", region="", into="", incident_start="",
                                  incident_start))
 
 
-def _looks_like_label(text: str) -> bool:
+def looks_like_label(text: str) -> bool:
+    """Whether ``text`` has the shape of a pgBackRest backup label."""
     import re
 
     return bool(re.fullmatch(r"\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?", text))

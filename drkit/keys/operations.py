@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from drkit.keys import archive, shares, sources, store
+from drkit.redact import register_secret
 
 
 def take_backup(env: Any, project_root: Path, *, share_count: int = 0, threshold: int = 0,
@@ -116,3 +117,44 @@ def verify(env: Any, project_root: Path, label: str = "latest") -> dict[str, Any
     return {"ok": not problems, "label": chosen, "regions": regions, "stale": sorted(stale),
             "problems": problems,
             "summary": "; ".join(problems) or f"{chosen}: intact in {len(regions)} regions"}
+
+
+def restore_secrets(env: Any, region: str, label: str = "latest", *,
+                    share_texts: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Every secret key of the backup ``label`` written into ``region``'s Secrets
+    Manager (RB-DR-007: a rebuilt region's secrets must be the ones its restored
+    database knows, not the new values Terraform generated). A secret already
+    holding the backup's value is left alone; a missing one is created. Opened with
+    the custodians' shares, else the passphrase from any region's Secrets Manager.
+    Returns names and versions only, never a value."""
+    backup = store.find(env, label)
+    keys = open_backup(env, backup, share_texts=share_texts)
+    sm = store.secrets_client(env, region)
+    written, unchanged, created = [], [], []
+    for source in sources.key_sources(env.settings):
+        if not source.secret:
+            continue
+        if source.name not in keys:
+            raise store.StoreError(f"{backup.label} holds no {source.name}; take a key "
+                                   "backup that does (`invoke keys.backup`)")
+        secret_id = source.secret.replace("REGION", region)
+        value = keys[source.name].decode()
+        register_secret(value)
+        try:
+            current = sm.get_secret_value(SecretId=secret_id)["SecretString"]
+        except Exception as exc:
+            if store.error_code(exc) != "ResourceNotFoundException":
+                raise store.StoreError(f"{secret_id} in {region}: "
+                                       f"{store.error_code(exc)}") from None
+            sm.create_secret(Name=secret_id, SecretString=value,
+                             Description=f"drkit: restored from key backup {backup.label}")
+            created.append(secret_id)
+            continue
+        if current == value:
+            unchanged.append(secret_id)
+        else:
+            sm.put_secret_value(SecretId=secret_id, SecretString=value)
+            written.append(secret_id)
+    return {"label": backup.label, "read_from": backup.region,
+            "opened_with": "shares" if share_texts is not None else "passphrase",
+            "written": written, "created": created, "unchanged": unchanged}

@@ -59,7 +59,8 @@ def manifest_key(label: str) -> str:
     return f"{PREFIX}{label}.manifest.json"
 
 
-def _sm(env: Any, region: str) -> Any:
+def secrets_client(env: Any, region: str) -> Any:
+    """``region``'s (logical name) Secrets Manager client."""
     return env.client("secretsmanager", env.settings["regions"][region]["cloud_region"])
 
 
@@ -67,7 +68,8 @@ def _s3(env: Any, region: str) -> Any:
     return env.client("s3", env.settings["regions"][region]["cloud_region"])
 
 
-def _error_code(exc: Exception) -> str:
+def error_code(exc: Exception) -> str:
+    """The AWS error code of ``exc`` (ResourceNotFoundException...), else its type."""
     return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
                or type(exc).__name__)
 
@@ -81,14 +83,14 @@ def passphrase(env: Any, *, create: bool) -> tuple[str, list[str]]:
     state: dict[str, str | Exception | None] = {}  # value, absent, or why unanswered
     for region in env.settings.get("regions") or {}:
         try:
-            state[region] = _sm(env, region).get_secret_value(
+            state[region] = secrets_client(env, region).get_secret_value(
                 SecretId=template.replace("REGION", region))["SecretString"]
         except Exception as exc:  # absent here, or the region does not answer
-            state[region] = None if _error_code(exc) == "ResourceNotFoundException" else exc
+            state[region] = None if error_code(exc) == "ResourceNotFoundException" else exc
         if not create and isinstance(state[region], str):
             break
     values = [v for v in state.values() if isinstance(v, str)]
-    unanswered = [f"{r} ({_error_code(v)})" for r, v in state.items() if isinstance(v, Exception)]
+    unanswered = [f"{r} ({error_code(v)})" for r, v in state.items() if isinstance(v, Exception)]
     if not values and not create:
         raise StoreError(f"no region holds the key-backup passphrase {template}"
                          + (f" ({', '.join(unanswered)} did not answer)" if unanswered else "")
@@ -101,7 +103,7 @@ def passphrase(env: Any, *, create: bool) -> tuple[str, list[str]]:
     value = values[0] if values else secrets.token_urlsafe(32)
     register_secret(value)
     for region in [r for r, v in state.items() if v is None] if create else []:
-        _sm(env, region).create_secret(Name=template.replace("REGION", region),
+        secrets_client(env, region).create_secret(Name=template.replace("REGION", region),
                                        SecretString=value,
                                        Description="drkit key-backup passphrase")
         state[region] = value

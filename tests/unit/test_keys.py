@@ -203,3 +203,28 @@ def test_settings_problems_have_dotted_paths():
         "drkit.keys.items[3].rotation: 'postgres': expected postgres (a database credentials "
         "secret) or ssh (the key file Ansible uses)",
     ]
+
+
+def test_a_rebuilt_region_gets_the_backups_secrets_back(estate, tmp_path):
+    out = operations.take_backup(estate, tmp_path, share_count=5, threshold=3,
+                                 shares_out=tmp_path / "custody")
+    sm = estate.client("secretsmanager", "eu-west-1")
+    # Terraform recreated the region's secret with a new generated value.
+    sm.put_secret_value(SecretId="drkit/lab/eu-west/db-credentials",
+                        SecretString='{"password": "made-by-terraform"}')
+    triple = [shares.read(Path(p)) for p in out["share_files"][:3]]
+    restored = operations.restore_secrets(estate, "eu-west", share_texts=triple)
+    assert restored["written"] == ["drkit/lab/eu-west/db-credentials"]
+    assert restored["opened_with"] == "shares" and restored["label"] == out["label"]
+    assert "pw-0123456789" not in json.dumps(restored)
+    value = sm.get_secret_value(SecretId="drkit/lab/eu-west/db-credentials")["SecretString"]
+    assert value.encode() == KEYS["db-credentials"]
+    # Again: nothing to write. A region whose secret is gone gets it created.
+    assert operations.restore_secrets(estate, "eu-west")["unchanged"] == [
+        "drkit/lab/eu-west/db-credentials"]
+    estate.client("secretsmanager", "us-east-1").delete_secret(
+        SecretId="drkit/lab/us-east/db-credentials", ForceDeleteWithoutRecovery=True)
+    assert operations.restore_secrets(estate, "us-east")["created"] == [
+        "drkit/lab/us-east/db-credentials"]
+    with pytest.raises(shares.SharesError, match=r"2 share\(s\) given; .* needs 3"):
+        operations.restore_secrets(estate, "eu-west", share_texts=triple[:2])
