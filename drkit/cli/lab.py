@@ -17,7 +17,7 @@ from drkit.project import find_project
 CHAOS_OPTIONS = {"zone-outage": ("zone",), "region-outage": ("region",), "node-kill": ("host",),
                  "app-kill": ("host",),
                  "corrupt": ("table", "how"), "damage-backup": ("region",),
-                 "api-outage": ("region", "service"),
+                 "api-outage": ("region", "service"), "region-lost": ("region",),
                  "restore": ("zone", "region", "host")}
 CHAOS_KINDS = tuple(CHAOS_OPTIONS)
 
@@ -102,8 +102,8 @@ def reset(c):
 CHAOS_HELP = {
     "kind": f"one of: {', '.join(CHAOS_KINDS)}",
     "zone": "availability zone, e.g. eu-west-1a (zone-outage, restore)",
-    "region": "region, e.g. us-east or us-east-1 (region-outage, restore); for "
-              "damage-backup, the region of the repository to damage",
+    "region": "region, e.g. us-east or us-east-1 (region-outage, region-lost, restore); "
+              "for damage-backup, the region of the repository to damage",
     "host": "instance id, name or IP (node-kill, app-kill, restore)",
     "service": "api-outage: one AWS service (e.g. secretsmanager, s3); default every one",
     "table": "table to damage on the primary (corrupt)",
@@ -114,9 +114,10 @@ CHAOS_HELP = {
 @task(positional=["kind"], help=CHAOS_HELP)
 @maps_errors
 def chaos(c, kind, zone="", region="", host="", table="", service="", how=""):
-    """Break the lab on purpose: zone/region outages, a region's API down, a crashed node
-    or app, a dropped table, a damaged backup; `restore` undoes outages and node kills
-    (all, or the one named)."""
+    """Break the lab on purpose: zone/region outages, a region's API down, a region's
+    hosts and secrets gone (region-lost: only a rebuild brings them back), a crashed
+    node or app, a dropped table, a damaged backup; `restore` undoes outages and node
+    kills (all, or the one named)."""
     from drkit.lab import chaos as lab_chaos
     from drkit.lab.controller import INVENTORY_DIR
     from drkit.lab.paths import LabPaths
@@ -149,6 +150,12 @@ def chaos(c, kind, zone="", region="", host="", table="", service="", how=""):
         from drkit.lab.backup import damage_backup
 
         for line in damage_backup(environment.settings, region):
+            print(line)
+        return
+    if kind == "region-lost":
+        from drkit.lab.region_loss import lose_region
+
+        for line in lose_region(environment.settings, region):
             print(line)
         return
 

@@ -208,6 +208,8 @@ BAD_INPUT = [
     (["lab.chaos", "meteor"], "unknown chaos kind 'meteor'"),
     (["lab.chaos", "region-outage"], "region-outage needs --region"),
     (["lab.chaos", "region-outage", "--region", "pluto"], "unknown region 'pluto'"),
+    (["lab.chaos", "region-lost"], "region-lost needs --region"),
+    (["lab.chaos", "region-lost", "--region", "pluto"], "unknown region 'pluto'"),
     (["lab.chaos", "zone-outage", "--zone", "us-east-1z"], "unknown zone 'us-east-1z'"),
     (["lab.chaos", "zone-outage", "--zone", "us-east-1a", "--region", "us-east"],
      "zone-outage does not take --region"),

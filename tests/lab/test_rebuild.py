@@ -1,0 +1,182 @@
+"""RB-DR-007 on the real lab: a region rebuilt from the backups alone while the two
+others are cut off, and the refusals that change nothing.
+
+The tests run in file order: refusals on the healthy estate -> ap-south's hosts
+and secrets gone, us-east and eu-west cut off, `drkit rebuild --region ap-south`
+(killed during the restore and resumed) with a canary writing through DNS, what
+came back checked against it -> failback to us-east, the baseline again.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from datetime import datetime
+
+import pytest
+
+from drkit.errors import ExitCode
+from drkit.journal import RunState
+from drkit.lab import chaos, controller, database
+from drkit.lab.region_loss import lose_region
+from tests.lab.runs import (
+    Canary,
+    decisions,
+    drkit,
+    journal,
+    kill_when,
+    result_of,
+    task_started,
+    wait,
+)
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+REGION = "ap-south"
+CLOUD = "ap-south-1"
+SECRETS = [f"drkit/lab/{REGION}/db-credentials", f"drkit/lab/{REGION}/app-secret"]
+
+
+@pytest.fixture(scope="module")
+def lab(lab_estate):
+    from tests.lab.conftest import require_site
+
+    require_site(lab_estate)
+    return lab_estate
+
+
+@pytest.fixture(scope="module")
+def backed_up(lab) -> None:
+    """A full backup in every repository, the one a rebuild restores."""
+    proc = drkit("backup", "--yes")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def shares(lab, tmp_path_factory) -> list[str]:
+    """A key backup split among five custodians (any three open it): the share files."""
+    out = tmp_path_factory.mktemp("custody") / "shares"
+    proc = drkit("keys.backup", "--shares", "5", "--threshold", "3", "--shares-out", str(out),
+                 "--yes")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return sorted(str(p) for p in out.iterdir())
+
+
+def assert_baseline() -> None:
+    topo = database.topology()
+    assert topo["primary_region"] == "us-east", topo
+    assert controller.dns_answers()["addresses"] == [topo["primary_host"]]
+
+
+def _roles() -> dict[str, tuple]:
+    return {r: (n.get("role"), n.get("host")) for r, n in database.topology()["nodes"].items()}
+
+
+def refused(proc, code: int, *texts: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stdout[-1500:], proc.stderr[-1500:])
+    for text in texts:
+        assert text in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_healthy_estate_a_missing_backup_and_too_few_shares_are_refused(lab, backed_up,
+                                                                           shares):
+    assert_baseline()
+    before = _roles()
+    refused(drkit("rebuild", "--region", REGION, "--yes"), ExitCode.PREFLIGHT_FAILED,
+            "the primary in us-east (", "answers and accepts writes: the estate is not lost",
+            f"{REGION}'s database answers as a replica: the region is not lost; promote it "
+            "instead")
+    refused(drkit("rebuild", "--region", REGION, "--force", "--backup", "20200101-000000F",
+                  "--shares", ",".join(shares[:2]), "--yes"),
+            ExitCode.PREFLIGHT_FAILED, "backup 20200101-000000F is not in repo",
+            "2 share(s) given; keys-", "needs 3 different custodians' shares")
+    refused(drkit("rebuild", "--region", "us-east", "--force", "--yes"),
+            ExitCode.PREFLIGHT_FAILED, "us-east holds the primary, which answers: there is "
+                                       "nothing to rebuild there")
+    assert _roles() == before
+
+
+def test_a_region_is_rebuilt_from_the_backups_alone_with_the_two_others_cut_off(
+        lab, lab_environment, backed_up, shares, tmp_path, record_property):
+    assert_baseline()
+    old_host = lab.host(role="db", dr_region=REGION)["ip"]
+    values = {s: lab_environment.client("secretsmanager", "us-east-1").get_secret_value(
+        SecretId=s.replace(REGION, "us-east"))["SecretString"] for s in SECRETS}
+    # ap-south's hosts and the secrets Terraform made there are gone.
+    lose_region(lab_environment.settings, REGION)
+    result, kept = {}, ""
+    try:
+        with Canary(tmp_path / "canary") as canary:
+            # The writes so far reach the archive (as archive_timeout would do);
+            # the ones after it only the primary's WAL, lost with its region.
+            primary = lab.host(role="db", dr_region="us-east")["ip"]
+            segment = lab.psql(primary, "SELECT pg_walfile_name(pg_switch_wal())")
+            archived_by = time.time()
+            wait("the switched WAL segment in the archive", lambda: lab.psql(
+                primary, "SELECT last_archived_wal FROM pg_stat_archiver") >= segment, 120)
+            canary.keep_writing()
+            for region in ("us-east", "eu-west"):
+                chaos.region_outage(lab.paths, region)
+            try:
+                # Killed (SIGKILL) while pgBackRest restores onto the new host, then
+                # resumed: the half-restored directory is this run's own, restored again.
+                args = ["rebuild", "--region", REGION, "--shares", ",".join(shares[1:4]),
+                        "--yes"]
+                run_id = kill_when(args, None, "pgBackRest to start restoring",
+                                   task_started("restore", "Restore"), delay=0.5)
+                assert "restore" in RunState.from_events(journal(run_id)).interrupted_steps
+                proc = drkit("rebuild", "--resume", run_id, "--yes", "--json")
+                result = result_of(proc)
+                assert result["status"] == "succeeded", proc.stderr[-3000:]
+                assert proc.returncode == ExitCode.OK, proc.stderr[-2000:]
+                canary.keep_writing()
+            finally:
+                for region in ("us-east", "eu-west"):
+                    chaos.restore(lab.paths, region=region, wait_s=30)
+        events = journal(run_id)
+        restored = [f for e in events if e["event"] == "step_output" and e["step"] == "restore"
+                    for f in e["outputs"]["facts"].values() if "restored" in f][-1]
+        kept = restored["kept_data_dir"]
+        new_host = lab.host(role="db", dr_region=REGION)["ip"]
+        assert new_host != old_host and restored["address"] == new_host
+        assert database.topology()["primary_region"] == REGION
+        assert controller.dns_answers()["addresses"] == [new_host]
+        assert restored["amcheck_ok"] in (True, "True", "true"), restored["amcheck_tail"]
+        assert any(d.startswith("plan: restoring backup ") and " from repo" in d
+                   for d in decisions(run_id)), decisions(run_id)
+
+        # Terraform recreated the secrets with new values; the rebuild put the key
+        # backup's back, which the restored database and the app agree with.
+        sm = lab_environment.client("secretsmanager", CLOUD)
+        assert {s: sm.get_secret_value(SecretId=s)["SecretString"] for s in SECRETS} == values
+        secrets = next(e for e in events if e["event"] == "step_output"
+                       and e["step"] == "secrets")["outputs"]
+        assert sorted(secrets["written"]) == sorted(SECRETS)
+        assert secrets["opened_with"] == "shares"
+        # The app answers through DNS from the rebuilt region's hosts.
+        apps = [h["ip"] for h in lab.hosts(role="app", dr_region=REGION)]
+        assert len(apps) == 2 and set(controller.dns_answers("app.lab.internal")["addresses"]) \
+            == set(apps)
+
+        # Every write acknowledged before the switched segment was archived is
+        # back; what is lost was acknowledged after the last commit the restore
+        # replayed, and the reported RPO covers it.
+        report = canary.report()
+        record_property("rebuild_lost", report["lost"])
+        record_property("rebuild_rto_s", result["rto_s"])
+        record_property("rebuild_rpo_s", result["rpo_s"])
+        last_commit = datetime.fromisoformat(restored["last_commit"]).timestamp()
+        acks = {a["seq"]: a for a in canary.acks}
+        lost_acked_at = [float(acks[s]["ack"]) for s in report["lost_seqs"] if s in acks]
+        assert all(at >= last_commit for at in lost_acked_at), lost_acked_at[:3]
+        assert not [at for at in lost_acked_at if at < archived_by - 1.0], lost_acked_at[:3]
+        assert result["rpo_s"] >= max(lost_acked_at, default=last_commit) - last_commit
+    finally:
+        # Back home for whatever runs next: the rebuilt ap-south rejoins as a replica.
+        back = drkit("failback", "--region", "us-east", "--yes")
+        if kept:
+            lab.ssh(lab.host(role="db", dr_region=REGION)["ip"],
+                    f"rm -rf -- {shlex.quote(kept)}")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert_baseline()
+
