@@ -80,6 +80,12 @@ class RepositoryState:
                             for b in self.backups]}
 
 
+def backup_estate(settings: dict[str, Any]) -> str:
+    """The estate whose buckets hold the backups: ``drkit.backup.estate`` (a rebuild
+    rehearsal's scratch estate restores from the live estate's), else this one."""
+    return (settings.get("backup") or {}).get("estate") or settings.get("estate", "lab")
+
+
 def repositories(settings: dict[str, Any]) -> list[Repository]:
     """The estate's repositories from its drkit settings (``drkit.backup``)."""
     backup = settings.get("backup")
@@ -87,7 +93,7 @@ def repositories(settings: dict[str, Any]) -> list[Repository]:
         raise ConfigError("this environment has no backups configured (drkit.backup)",
                           hint="add drkit.backup with repositories to the environment's "
                                "group_vars/all/drkit.yml (docs/internals.md, 'Backups')")
-    estate = settings.get("estate", "lab")
+    estate = backup_estate(settings)
     regions = settings.get("regions", {})
     return [Repository(number=i, region=r["region"],
                        cloud_region=regions[r["region"]]["cloud_region"],

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from drkit.backups import backup_estate
 from drkit.redact import MASK, is_secret_key
 
 PREFIX = "config/"
@@ -87,8 +88,9 @@ def manifest_key(label: str) -> str:
 
 
 def buckets(settings: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """{region: (bucket, cloud_region)} for every region of the estate."""
-    estate = settings.get("estate", "lab")
+    """{region: (bucket, cloud_region)} for every region of the estate (of the estate
+    whose buckets hold the backups: ``drkit.backup.estate``)."""
+    estate = backup_estate(settings)
     return {name: (f"{estate}-{name}-backups", conf["cloud_region"])
             for name, conf in (settings.get("regions") or {}).items()}
 

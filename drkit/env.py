@@ -238,7 +238,9 @@ def validate_settings(s: dict[str, Any], project_root: Path | None = None) -> li
             problems.append("drkit.lock.table: missing; the dynamodb backend needs a table")
     pg = s.get("postgres")
     if pg is not None and need_map(pg, "drkit.postgres"):
-        unknown(pg, {"synchronous_regions"}, "drkit.postgres")
+        unknown(pg, {"synchronous_regions", "archive"}, "drkit.postgres")
+        if not isinstance(pg.get("archive", True), bool):
+            problems.append("drkit.postgres.archive: expected true or false")
         sync = pg.get("synchronous_regions", [])
         if not isinstance(sync, list):
             problems.append("drkit.postgres.synchronous_regions: expected a list of regions")
@@ -272,7 +274,7 @@ def validate_settings(s: dict[str, Any], project_root: Path | None = None) -> li
     return problems
 
 
-_BACKUP_KEYS = {"stanza", "repositories", "s3", "tls", "max_age", "config_retention"}
+_BACKUP_KEYS = {"stanza", "repositories", "s3", "tls", "max_age", "config_retention", "estate"}
 _REPO_KEYS = {"region", "retention_full", "retention_diff"}
 _S3_KEYS = {"endpoint", "port", "uri_style", "ca_file", "key_type"}
 _TLS_KEYS = {"ca_file", "ca_key_file", "port"}
@@ -282,6 +284,10 @@ def _backup_problems(b: dict[str, Any], regions: dict[str, Any]) -> list[str]:
     """Problems in ``drkit.backup`` (pgBackRest repositories and limits), dotted paths."""
     problems = [f"drkit.backup.{k}: unknown key; expected one of: {', '.join(sorted(_BACKUP_KEYS))}"
                 for k in b if k not in _BACKUP_KEYS]
+    owner = b.get("estate", "")
+    if not isinstance(owner, str) or (owner and not owner.replace("-", "").isalnum()):
+        problems.append("drkit.backup.estate: expected the name of the estate whose buckets "
+                        "hold the backups (letters, digits and -)")
     stanza = b.get("stanza")
     if not isinstance(stanza, str) or not stanza.replace("-", "").replace("_", "").isalnum():
         problems.append("drkit.backup.stanza: missing or not a name (letters, digits, - and _)")

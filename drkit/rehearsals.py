@@ -30,7 +30,8 @@ AT_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 DEFAULT_LAST = 5
 DEFAULT_MARGIN = 0.25
 
-_KEYS = {"baseline", "compare", "notify", "schedule"}
+_KEYS = {"baseline", "compare", "notify", "schedule", "scratch", "live"}
+_SCRATCH_KEYS = {"estate", "zone", "state_key", "region", "terraform_vars"}
 _COMPARE_KEYS = {"last", "margin"}
 _ENTRY_KEYS = {"name", "runbook", "params", "when", "at", "baseline"}
 
@@ -108,6 +109,7 @@ def settings_problems(r: Any, notify_settings: Any = None) -> list[str]:
             found += [f"drkit.rehearsals.notify: {n!r} is not one of the channels "
                       f"({', '.join(sorted(channels)) or 'none'})" for n in notify
                       if n not in channels]
+    found += _scratch_problems(r.get("scratch"))
     schedule = r.get("schedule", [])
     if not isinstance(schedule, list):
         return [*found, "drkit.rehearsals.schedule: expected a list of "
@@ -115,6 +117,23 @@ def settings_problems(r: Any, notify_settings: Any = None) -> list[str]:
     seen: set[str] = set()
     for i, entry in enumerate(schedule):
         found += _entry_problems(entry, f"drkit.rehearsals.schedule[{i}]", seen)
+    return found
+
+
+def _scratch_problems(scratch: Any) -> list[str]:
+    """``drkit.rehearsals.scratch``: the rebuild rehearsal's scratch estate (drkit.scratch)."""
+    if scratch is None:
+        return []
+    path = "drkit.rehearsals.scratch"
+    if not isinstance(scratch, dict):
+        return [f"{path}: expected a mapping {{estate, zone, state_key, region, terraform_vars}}"]
+    found = [f"{path}.{k}: unknown key; expected one of: {', '.join(sorted(_SCRATCH_KEYS))}"
+             for k in scratch if k not in _SCRATCH_KEYS]
+    for key in ("estate", "zone", "state_key", "region"):
+        if key in scratch and (not isinstance(scratch[key], str) or not scratch[key]):
+            found.append(f"{path}.{key}: expected a non-empty string")
+    if "terraform_vars" in scratch and not isinstance(scratch["terraform_vars"], dict):
+        found.append(f"{path}.terraform_vars: expected a mapping of Terraform variables")
     return found
 
 

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,15 +103,17 @@ def resolve(ref: str, cli_params: dict[str, str], settings: RehearsalSettings,
 
 
 def rehearse(project: Project, environment: Environment, ref: str,
-             cli_params: dict[str, str], *, json_mode: bool = False,
-             say: Any = print) -> Outcome:
+             cli_params: dict[str, Any], *, json_mode: bool = False,
+             say: Any = print, restore: Callable[[], dict[str, Any]] | None = None) -> Outcome:
     """Run one rehearsal end to end; returns its outcome (a failed one included).
-    Errors before the run (bad input, a held lock) leave as DrkitError, nothing written."""
+    Errors before the run (bad input, a held lock) leave as DrkitError, nothing written.
+    ``restore`` replaces the environment's baseline command (a scratch estate's
+    teardown): it returns the baseline's {ok, duration_s, detail}."""
     settings = load_settings(environment.settings)
     target = resolve(ref, cli_params, settings, project)
     entry = settings.find(target.name)
     baseline_command = (entry.baseline if entry else None) or settings.baseline
-    if not baseline_command:
+    if not baseline_command and restore is None:
         raise ConfigError(f"drkit.rehearsals.baseline: missing in environment "
                           f"{environment.name}; a rehearsal must put the environment back",
                           hint="set it to the command that restores the baseline, "
@@ -135,6 +138,8 @@ def rehearse(project: Project, environment: Environment, ref: str,
     if model["refused_by_preflight"]:
         baseline = {"ok": True, "duration_s": 0.0,
                     "detail": "not run: the preflight refused the run, nothing changed"}
+    elif restore is not None:
+        baseline = restore()
     else:
         baseline = run_baseline(baseline_command, project, environment, say=say)
     record = make_record(target, environment, model, baseline)

@@ -65,31 +65,41 @@ def execute(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
                            error=f"{type(exc).__name__}: {exc}")
 
 
-def _terraform(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
-    ctx = rt.ctx
-    module_dir = ctx.project.path(spec["dir"])
-    env = ctx.env
+def open_root(project: Any, env: Any, root: str, log_dir: Any,
+              on_event: Callable[[dict[str, Any]], None] | None = None
+              ) -> tuple[Terraform, dict[str, Any] | None, dict[str, Any]]:
+    """A Terraform driver for the root module ``root`` of ``env`` (its own data
+    directory per environment), with the environment's backend settings and
+    variables when ``root`` is its Terraform directory (else None and {})."""
+    module_dir = project.path(root)
     slug = hashlib.sha256(str(module_dir).encode()).hexdigest()[:10]
-    state_dir = ctx.project.state_dir
+    state_dir = project.state_dir
     cli_config = write_cli_config(
         state_dir / "terraform" / "terraformrc",
         mirror=find_provider_mirror(), plugin_cache=state_dir / "terraform" / "plugin-cache",
     )
-    tf = Terraform(
-        module_dir,
-        data_dir=state_dir / "terraform" / env.name / f"{module_dir.name}-{slug}",
-        log_dir=ctx.run_dir / "terraform" / step.id,
-        env=env.process_env(), cli_config=cli_config,
-        on_event=lambda m: rt.activity(str(m.get("@message", m.get("type", "")))),
-    )
+    tf = Terraform(module_dir, data_dir=state_dir / "terraform" / env.name /
+                   f"{module_dir.name}-{slug}", log_dir=log_dir, env=env.process_env(),
+                   cli_config=cli_config, on_event=on_event)
     tf_settings = env.settings.get("terraform") or {}
-    backend = tf_settings.get("backend_config") if tf_settings.get("dir") == spec["dir"] else None
+    if tf_settings.get("dir") != root:
+        return tf, None, {}
+    # The environment's own variables (a scratch estate's name, networks) go with
+    # every run of its Terraform root.
+    return tf, tf_settings.get("backend_config"), dict(tf_settings.get("vars") or {})
+
+
+def _terraform(step: Step, spec: dict[str, Any], rt: Runtime) -> StepOutcome:
+    ctx = rt.ctx
+    tf, backend, env_vars = open_root(
+        ctx.project, ctx.env, spec["dir"], ctx.run_dir / "terraform" / step.id,
+        on_event=lambda m: rt.activity(str(m.get("@message", m.get("type", "")))))
     result = tf.init(backend_config=backend, timeout=rt.timeout_s)
     if result.ok and spec.get("workspace"):
         result = tf.select_workspace(spec["workspace"], timeout=rt.timeout_s)
     if not result.ok:
         return _from_driver(result)
-    inputs = {"vars": spec.get("vars") or {},
+    inputs = {"vars": {**env_vars, **(spec.get("vars") or {})},  # the step's win
               "var_files": [ctx.project.path(f) for f in spec.get("var_files") or []],
               "targets": spec.get("targets") or [], "destroy": spec.get("action") == "destroy"}
     if ctx.dry_run or spec.get("action") == "plan":

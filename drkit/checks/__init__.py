@@ -18,5 +18,6 @@ from drkit.checks import (  # noqa: F401
     rebuild,
     restore,
     rotation,
+    scratch,
     zones,
 )

@@ -17,10 +17,14 @@ def cloud_region(ctx: StepContext, region: str) -> str:
 def instances(ctx: StepContext, region: str, role: str | None = None,
               states: tuple[str, ...] = ("pending", "running", "stopping", "stopped"),
               ) -> list[dict[str, Any]]:
-    """The estate's instances in a logical region (optionally of one Role tag)."""
+    """The estate's instances in a logical region (optionally of one Role tag). Only
+    this estate's (tag Estate): another estate may share the account, e.g. a rebuild
+    rehearsal's scratch estate."""
     ec2 = ctx.env.client("ec2", cloud_region(ctx, region))
     filters = [{"Name": "tag:DrRegion", "Values": [region]},
                {"Name": "instance-state-name", "Values": list(states)}]
+    if ctx.env.settings.get("estate"):
+        filters.append({"Name": "tag:Estate", "Values": [ctx.env.settings["estate"]]})
     if role:
         filters.append({"Name": "tag:Role", "Values": [role]})
     out = []

@@ -77,10 +77,12 @@ def topology_probe(ctx: StepContext, secret: str, prefer_region: str | None = No
     region is down), ``primaries`` (more than one is split brain), ``nodes``
     (region -> status) and ``replicas`` (regions whose node is in recovery)."""
     order = sorted(ctx.env.regions, key=lambda r: (r != prefer_region, r))
-    creds = db_credentials(ctx, secret, order)
+    running = {region: [i for i in instances(ctx, region, "db") if i["state"] == "running"]
+               for region in sorted(ctx.env.regions)}
+    # An estate with no database host at all (one to be built) needs no credentials.
+    creds = db_credentials(ctx, secret, order) if any(running.values()) else {}
     nodes: dict[str, Any] = {}
-    for region in sorted(ctx.env.regions):
-        dbs = [i for i in instances(ctx, region, "db") if i["state"] == "running"]
+    for region, dbs in running.items():
         if not dbs:
             nodes[region] = {"region": region, "host": None, "reachable": False,
                              "role": None, "error": "no running db instance"}

@@ -27,15 +27,18 @@ from drkit.schedule import install as install_schedule
 
 @task(positional=["rehearsal"], iterable=["param"], default=True, help={
     "rehearsal": "a rehearsal of the environment's schedule (drkit.rehearsals.schedule), "
-                 "or a runbook id",
+                 "a runbook id, or rebuild (RB-DR-007 in a scratch estate beside this one)",
     "param": "a runbook parameter as name=value (repeatable; overrides the schedule's)",
     "env": "environment: a name under inventory/ or a path (default: $DRKIT_ENV or lab)",
-    "json": "print machine-readable JSON events instead of the live display"})
+    "json": "print machine-readable JSON events instead of the live display",
+    "keep": "rebuild only: keep the scratch estate afterwards (--cleanup destroys it)",
+    "cleanup": "rebuild only: destroy whatever a rehearsal's scratch estate left, and stop"})
 @maps_errors
-def run(c, rehearsal, param=None, env="", json_=False):
+def run(c, rehearsal, param=None, env="", json_=False, keep=False, cleanup=False):
     """Run a runbook unattended as a rehearsal, restore the baseline, record and compare
     the result: a failed step, a missed target or an RTO regression exits non-zero
-    and notifies."""
+    and notifies. `rehearse rebuild` rebuilds a region from the live backups in a
+    scratch estate (its own name, Terraform state and DNS zone) and destroys it."""
     from drkit.errors import RehearsalFailed
     from drkit.rehearse import rehearse as run_rehearsal
 
@@ -43,7 +46,27 @@ def run(c, rehearsal, param=None, env="", json_=False):
     project = find_project()
     environment = load_environment(project, env or None)
     say = (lambda line: print(line, file=sys.stderr)) if json_ else print
-    outcome = run_rehearsal(project, environment, rehearsal, params, json_mode=json_, say=say)
+    if (keep or cleanup) and rehearsal != "rebuild":
+        raise ConfigError("--keep and --cleanup apply to `rehearse rebuild` only",
+                          hint="drop them")
+    if rehearsal == "rebuild":
+        from drkit import scratch
+
+        if cleanup:
+            if keep or params:
+                raise ConfigError("--cleanup only destroys; it takes no --keep or --param",
+                                  hint="drkit rehearse rebuild --cleanup")
+            done = scratch.teardown(project, environment, say)
+            if not done["ok"]:
+                raise ConfigError(f"rehearse rebuild --cleanup: {done['detail']}",
+                                  hint="run it again; nothing of the live estate was touched")
+            say(f"rehearse rebuild --cleanup: {done['detail']}")
+            return
+        outcome = scratch.rehearse_rebuild(project, environment, params, keep=keep,
+                                           json_mode=json_, say=say)
+    else:
+        outcome = run_rehearsal(project, environment, rehearsal, params, json_mode=json_,
+                                say=say)
     rec = outcome.record
     if json_:  # one more event, the rehearsal's result, after the run's own
         print(json.dumps({"event": "rehearsal", **rec}, sort_keys=True))
@@ -52,7 +75,7 @@ def run(c, rehearsal, param=None, env="", json_=False):
               f"{rec['verdict'].upper()}; RTO {_d(rec['rto_s'])} (target "
               f"{_d(rec['targets']['rto_s'])}), RPO {_d(rec['rpo_s'])}; baseline "
               f"{'restored' if rec['baseline']['ok'] else 'NOT restored'}")
-        print(f"history: {history_path(project.state_dir, environment.name)}")
+        print(f"history: {history_path(project.state_dir, rec['env'])}")
     if outcome.regressions:
         code = outcome.failure.exit_code if outcome.failure else None
         lines = [r.text for r in outcome.regressions]

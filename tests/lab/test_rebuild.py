@@ -1,7 +1,10 @@
 """RB-DR-007 on the real lab: a region rebuilt from the backups alone while the two
-others are cut off, and the refusals that change nothing.
+others are cut off, its rehearsal in a scratch estate, and the refusals that
+change nothing.
 
-The tests run in file order: refusals on the healthy estate -> ap-south's hosts
+The tests run in file order: refusals on the healthy estate -> a rehearsal
+killed with SIGKILL then cleaned up, and a whole rehearsal, each leaving nothing
+of the scratch estate and the live estate as it was -> ap-south's hosts
 and secrets gone, us-east and eu-west cut off, `drkit rebuild --region ap-south`
 (killed during the restore and resumed) with a canary writing through DNS, what
 came back checked against it -> failback to us-east, the baseline again.
@@ -9,15 +12,18 @@ came back checked against it -> failback to us-east, the baseline again.
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from datetime import datetime
 
 import pytest
 
+from drkit import scratch
 from drkit.errors import ExitCode
 from drkit.journal import RunState
 from drkit.lab import chaos, controller, database
+from drkit.lab.hosts import hosted_instances
 from drkit.lab.region_loss import lose_region
 from tests.lab.runs import (
     Canary,
@@ -94,6 +100,65 @@ def test_a_healthy_estate_a_missing_backup_and_too_few_shares_are_refused(lab, b
             ExitCode.PREFLIGHT_FAILED, "us-east holds the primary, which answers: there is "
                                        "nothing to rebuild there")
     assert _roles() == before
+
+
+def _live_fingerprint(env) -> dict:
+    """What a rehearsal must never change: the live Terraform state's serial, the
+    live zone's records, the database roles and hosts."""
+    backend = env.settings["terraform"]["backend_config"]
+    state = json.loads(env.client("s3", backend["region"]).get_object(
+        Bucket=backend["bucket"], Key=backend["key"])["Body"].read())
+    r53 = env.client("route53", env.settings["control_region"])
+    zone = next(z["Id"] for z in r53.list_hosted_zones()["HostedZones"]
+                if z["Name"] == "lab.internal.")
+    records = sorted((r["Name"], r["Type"], tuple(sorted(v["Value"] for v in
+                                                        r.get("ResourceRecords", []))))
+                     for r in r53.list_resource_record_sets(HostedZoneId=zone)
+                     ["ResourceRecordSets"])
+    return {"serial": state["serial"], "records": records, "roles": _roles()}
+
+
+def _nothing_left(env) -> None:
+    left = scratch.leftovers(env)
+    assert not any(left.values()), left
+    scratch_ids = set(hosted_instances()) - {i["id"] for i in _live_instances(env)}
+    assert not scratch_ids, f"namespaces of the scratch estate remain: {scratch_ids}"
+
+
+def _live_instances(env) -> list[dict]:
+    return [i for conf in env.regions.values()
+            for r in env.client("ec2", conf["cloud_region"]).describe_instances(Filters=[
+                {"Name": "tag:Estate", "Values": ["lab"]}])["Reservations"]
+            for i in [{"id": x["InstanceId"]} for x in r["Instances"]]]
+
+
+def test_a_rebuild_rehearsal_in_a_scratch_estate_leaves_nothing_and_the_live_estate_unchanged(
+        lab, lab_environment, backed_up, shares, tmp_path):
+    assert_baseline()
+    before = _live_fingerprint(lab_environment)
+    # Killed (SIGKILL) while the scratch estate's database host is being prepared,
+    # then --cleanup: nothing of the scratch estate remains.
+    run_id = kill_when(["rehearse", "rebuild"], None, "the scratch estate's db host to be "
+                       "prepared", task_started("configure", "Check inputs"), delay=0.5)
+    assert scratch.leftovers(lab_environment)["instances"], "the killed rehearsal built nothing"
+    proc = drkit("rehearse", "rebuild", "--cleanup")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "scratch estate lab-rehearsal destroyed" in proc.stdout
+    _nothing_left(lab_environment)
+    assert _live_fingerprint(lab_environment) == before
+
+    # A whole rehearsal: rebuilt from the live backups, validated, measured, destroyed.
+    proc = drkit("rehearse", "rebuild", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = next(json.loads(line) for line in reversed(proc.stdout.splitlines())
+                  if '"event": "rehearsal"' in line)
+    assert record["verdict"] == "passed" and record["env"] == "lab-rehearsal", record
+    assert record["baseline"]["ok"], record["baseline"]
+    assert record["run_id"] != run_id and record["rto_s"] > 0
+    steps = {s["id"]: s["status"] for s in record["steps"]}
+    assert steps["smoke"] == "ok" and steps["validate"] == "ok", steps
+    _nothing_left(lab_environment)
+    assert _live_fingerprint(lab_environment) == before
 
 
 def test_a_region_is_rebuilt_from_the_backups_alone_with_the_two_others_cut_off(

@@ -131,6 +131,11 @@ BAD_INPUT = [
      "--app-capacity '0': expected a whole number greater than 0"),
     (["rebuild", "--resume", A_DR_RUN, "--region", "ap-south"], "--region cannot change them"),
     (["rebuild", "--resume", A_DR_RUN], "not a run of RB-DR-007"),
+    # rehearse rebuild (refused before anything is built)
+    (["rehearse", "RB-DR-003", "--keep", *LAB], "--keep and --cleanup apply to `rehearse "
+                                                 "rebuild` only"),
+    (["rehearse", "rebuild", "--cleanup", "--keep", *LAB], "--cleanup only destroys"),
+    (["rehearse", "rebuild", "-p", "region=mars", *LAB], "unknown region 'mars'"),
     # db-recovery
     (["db-recovery", *LAB], "db-recovery needs --scenario"),
     (["db-recovery", "--scenario", "meteor", *LAB], "--scenario 'meteor': not a recovery scenario"),

@@ -6,11 +6,13 @@
 
 locals {
   # The estate's regions. Keep in step with inventory/lab/group_vars/all/drkit.yml.
-  regions = {
+  seed_regions = {
     us-east  = { cloud_region = "us-east-1", role = "primary", vpc_cidr = "10.10.0.0/16", zones = ["us-east-1a", "us-east-1b"] }
     eu-west  = { cloud_region = "eu-west-1", role = "hot-standby", vpc_cidr = "10.20.0.0/16", zones = ["eu-west-1a", "eu-west-1b"] }
     ap-south = { cloud_region = "ap-south-1", role = "warm-standby", vpc_cidr = "10.30.0.0/16", zones = ["ap-south-1a"] }
   }
+  # A second estate beside this one (a rebuild rehearsal's) needs networks of its own.
+  regions = { for name, r in local.seed_regions : name => merge(r, { vpc_cidr = lookup(var.vpc_cidrs, name, r.vpc_cidr) }) }
 
   capacity = {
     for name, base in var.capacity : name => {

@@ -23,6 +23,18 @@ variable "capacity" {
   }
 }
 
+variable "vpc_cidrs" {
+  description = "VPC CIDR per logical region, replacing the seed topology's (10.10/10.20/10.30.0.0/16): a second estate beside this one (a rebuild rehearsal's scratch estate) must not share its networks."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for name, cidr in var.vpc_cidrs : contains(["us-east", "eu-west", "ap-south"], name) && can(cidrnetmask(cidr))])
+    error_message = "vpc_cidrs: keys are the estate's regions (us-east, eu-west, ap-south), values IPv4 CIDRs."
+  }
+}
+
 variable "capacity_overrides" {
   description = "Per-region changes applied over capacity, e.g. { \"eu-west\" = { app = 2 } } during a failover. Unset fields keep the baseline."
   type = map(object({
