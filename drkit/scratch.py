@@ -46,6 +46,7 @@ from drkit.errors import ConfigError
 from drkit.fsutil import atomic_write_json, atomic_write_text
 from drkit.lock import make_lock, pid_alive
 from drkit.project import Project
+from drkit.rehearsals import load_settings
 
 #: What a scratch section may say.
 KEYS = {"estate", "zone", "state_key", "region", "terraform_vars"}
@@ -137,6 +138,7 @@ def write_environment(project: Project, live: Environment) -> Environment:
         raise ConfigError("the rebuild rehearsal could touch the live estate; nothing was "
                           "changed", problems=problems)
     target = environment_dir(project, live)
+    project.state_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(ledger_path(project, live), {"env_dir": str(target),
                                                    "estate": settings["estate"],
                                                    "zone": settings["dns"]["zone"],
@@ -309,7 +311,8 @@ def pending(project: Project, live: Environment) -> bool:
 
 def rehearse_rebuild(project: Project, live: Environment, params: dict[str, Any], *,
                      keep: bool = False, json_mode: bool = False, say: Any = print) -> Any:
-    """``drkit rehearse rebuild``: tear down what an earlier rehearsal left, generate
+    """``drkit rehearse rebuild`` (with the parameters of the schedule's ``rebuild``
+    entry, if any, under ``params``): tear down what an earlier rehearsal left, generate
     the scratch environment (after the guard and the network check), rehearse
     RB-DR-007 there (``rehearsal: true``) and tear the scratch estate down: after the
     run, and on any failure or Ctrl-C (not with ``keep``). Returns the rehearsal's
@@ -322,6 +325,8 @@ def rehearse_rebuild(project: Project, live: Environment, params: dict[str, Any]
         if not left["ok"]:
             raise ConfigError(f"the previous rehearsal's scratch estate is not gone: "
                               f"{left['detail']}", hint="drkit rehearse rebuild --cleanup")
+    entry = load_settings(live.settings).find("rebuild")  # the schedule's, -p overrides
+    params = {**(entry.params if entry else {}), **params}
     region = str(params.pop("region", "") or scratch_settings(live.settings)["region"])
     if not region:
         raise ConfigError("rehearse rebuild needs the region to rebuild",

@@ -84,8 +84,8 @@ def refused(proc, code: int, *texts: str) -> None:
         assert text in proc.stderr, proc.stderr[-2000:]
 
 
-def test_a_healthy_estate_a_missing_backup_and_too_few_shares_are_refused(lab, backed_up,
-                                                                           shares):
+def test_a_healthy_estate_a_missing_backup_no_repository_and_too_few_shares_are_refused(
+        lab, backed_up, shares):
     assert_baseline()
     before = _roles()
     refused(drkit("rebuild", "--region", REGION, "--yes"), ExitCode.PREFLIGHT_FAILED,
@@ -99,6 +99,16 @@ def test_a_healthy_estate_a_missing_backup_and_too_few_shares_are_refused(lab, b
     refused(drkit("rebuild", "--region", "us-east", "--force", "--yes"),
             ExitCode.PREFLIGHT_FAILED, "us-east holds the primary, which answers: there is "
                                        "nothing to rebuild there")
+    # No surviving repository: S3 answers in neither region that holds one.
+    for region in ("eu-west", "ap-south"):
+        chaos.api_outage(lab.paths, region, "s3")
+    try:
+        refused(drkit("rebuild", "--region", REGION, "--force", "--yes"),
+                ExitCode.PREFLIGHT_FAILED, "plan: no backup to restore from: repo",
+                "skipped: ")
+    finally:
+        for region in ("eu-west", "ap-south"):
+            chaos.restore(lab.paths, region=region)
     assert _roles() == before
 
 

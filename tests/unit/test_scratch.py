@@ -76,3 +76,70 @@ def test_a_mis_set_rehearsal_is_refused_with_exit_2_before_anything_is_written(
     assert "the rebuild rehearsal could touch the live estate; nothing was changed" in err
     assert "the rehearsal's estate name equals the live one (lab)" in err
     assert not (root / ".drkit").exists() or not list((root / ".drkit").rglob("scratch-*"))
+
+
+class _Calls:
+    def __init__(self) -> None:
+        self.torn = 0
+
+
+@pytest.fixture
+def flow(tmp_path, monkeypatch):
+    """rehearse_rebuild with the cloud and the run replaced: what it tears down when."""
+    from drkit import rehearse as rehearse_mod
+    from drkit import scratch
+    from drkit.env import load_environment
+    from drkit.project import find_project
+
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "runbooks", root / "runbooks")
+    shutil.copytree(REPO / "inventory" / "lab", root / "inventory" / "lab")
+    monkeypatch.setenv("DRKIT_STATE_DIR", str(root / ".drkit"))
+    project = find_project(root)
+    live = load_environment(project, "lab")
+    calls = _Calls()
+
+    def teardown(project, live, say):
+        calls.torn += 1
+        return {"ok": True, "duration_s": 0.0, "detail": "destroyed"}
+
+    monkeypatch.setattr(scratch, "teardown", teardown)
+    monkeypatch.setattr(scratch, "networks_problems", lambda live, s: [])
+    return project, live, calls, monkeypatch, rehearse_mod
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, RuntimeError])
+def test_the_scratch_estate_is_torn_down_when_the_run_fails_or_is_interrupted(flow, raised):
+    from drkit import scratch
+
+    project, live, calls, monkeypatch, rehearse_mod = flow
+
+    def run(*args, **kwargs):
+        raise raised("stopped")
+
+    monkeypatch.setattr(rehearse_mod, "rehearse", run)
+    with pytest.raises(raised):
+        scratch.rehearse_rebuild(project, live, {}, say=lambda line: None)
+    assert calls.torn == 1
+
+
+def test_a_kept_scratch_estate_is_not_torn_down_and_the_run_gets_the_schedules_region(flow):
+    from drkit import scratch
+
+    project, live, calls, monkeypatch, rehearse_mod = flow
+    seen = {}
+
+    def run(project, environment, ref, params, *, restore, **kwargs):
+        seen.update(env=environment.name, ref=ref, params=params, baseline=restore())
+        return "outcome"
+
+    monkeypatch.setattr(rehearse_mod, "rehearse", run)
+    assert scratch.rehearse_rebuild(project, live, {}, keep=True,
+                                    say=lambda line: None) == "outcome"
+    assert calls.torn == 0 and seen["env"] == "lab-rehearsal" and seen["ref"] == "RB-DR-007"
+    assert seen["params"] == {"region": "ap-south", "rehearsal": True}
+    assert seen["baseline"]["detail"].startswith("kept (--keep)")
+    # The next rehearsal finds the ledger and tears the kept estate down first.
+    assert scratch.pending(project, live)
+    scratch.rehearse_rebuild(project, live, {}, say=lambda line: None)
+    assert calls.torn == 2  # the leftover, then this rehearsal's own (its baseline)
