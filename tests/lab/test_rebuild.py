@@ -53,8 +53,9 @@ def lab(lab_estate):
 
 @pytest.fixture(scope="module")
 def backed_up(lab) -> None:
-    """A full backup in every repository, the one a rebuild restores."""
-    proc = drkit("backup", "--yes")
+    """A full backup in every repository, the one a rebuild restores, and a
+    configuration backup, which the rebuild compares with what it uses."""
+    proc = drkit("backup", "--what", "all", "--yes")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
@@ -217,8 +218,12 @@ def test_a_region_is_rebuilt_from_the_backups_alone_with_the_two_others_cut_off(
         assert database.topology()["primary_region"] == REGION
         assert controller.dns_answers()["addresses"] == [new_host]
         assert restored["amcheck_ok"] in (True, "True", "true"), restored["amcheck_tail"]
+        decided = decisions(run_id)
         assert any(d.startswith("plan: restoring backup ") and " from repo" in d
-                   for d in decisions(run_id)), decisions(run_id)
+                   for d in decided), decided
+        assert any(d.startswith("config: configuration backup ") and d.endswith(
+            "the inventory and the Terraform state in use are the ones it holds")
+            for d in decided), decided
 
         # Terraform recreated the secrets with new values; the rebuild put the key
         # backup's back, which the restored database and the app agree with.

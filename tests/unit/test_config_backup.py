@@ -161,3 +161,26 @@ def test_an_unreachable_region_fails_the_step_after_writing_the_others(aws, tmp_
     assert "could not be written to ap-south (NoSuchBucket" in message
     assert "it was written to lab-us-east-backups, lab-eu-west-backups" in message
     assert config_backup.list_backups(_s3("eu-west-1"), "lab-eu-west-backups")
+
+
+def test_the_configuration_in_use_is_compared_with_the_last_backup():
+    from drkit.checks.config_backup import compare
+
+    manifest = {"files": [{"name": "inventory/lab/aws_ec2.yml", "sha256": "a"},
+                          {"name": "inventory/lab/group_vars/all/drkit.yml", "sha256": "b"},
+                          {"name": "inventory/lab/old.yml", "sha256": "c"},
+                          {"name": "hosts/h1/srv/app/config.json", "sha256": "d"}],
+                "terraform_state": {"lineage": "L1", "serial": 40}}
+    same = {"inventory/lab/aws_ec2.yml": "a", "inventory/lab/group_vars/all/drkit.yml": "b",
+            "inventory/lab/old.yml": "c"}
+    assert compare(manifest, same, {"lineage": "L1", "serial": 41}) == []
+    changed = {"inventory/lab/aws_ec2.yml": "a", "inventory/lab/group_vars/all/drkit.yml": "X",
+               "inventory/lab/new.yml": "e"}
+    assert compare(manifest, changed, {"lineage": "L2", "serial": 1}) == [
+        "group_vars/all/drkit.yml: changed since the backup",
+        "new.yml: not in the backup",
+        "old.yml: in the backup, not in use",
+        "the Terraform state is another one (lineage L2, the backup's L1): restore the "
+        "backup's from its terraform/ member if the estate's state was lost"]
+    assert compare(manifest, same, {"lineage": "L1", "serial": 39}) == [
+        "the Terraform state (serial 39) is older than the backup's (40)"]
