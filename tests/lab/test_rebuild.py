@@ -147,29 +147,34 @@ def test_a_rebuild_rehearsal_in_a_scratch_estate_leaves_nothing_and_the_live_est
         lab, lab_environment, backed_up, shares, tmp_path):
     assert_baseline()
     before = _live_fingerprint(lab_environment)
-    # Killed (SIGKILL) while the scratch estate's database host is being prepared,
-    # then --cleanup: nothing of the scratch estate remains.
-    run_id = kill_when(["rehearse", "rebuild"], None, "the scratch estate's db host to be "
-                       "prepared", task_started("configure", "Check inputs"), delay=0.5)
-    assert scratch.leftovers(lab_environment)["instances"], "the killed rehearsal built nothing"
-    proc = drkit("rehearse", "rebuild", "--cleanup")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "scratch estate lab-rehearsal destroyed" in proc.stdout
-    _nothing_left(lab_environment)
-    assert _live_fingerprint(lab_environment) == before
+    try:
+        # Killed (SIGKILL) while the scratch estate's database host is being prepared,
+        # then --cleanup: nothing of the scratch estate remains.
+        run_id = kill_when(["rehearse", "rebuild"], None, "the scratch estate's db host to be "
+                           "prepared", task_started("configure", "Check inputs"), delay=0.5)
+        assert scratch.leftovers(lab_environment)["instances"], "the killed rehearsal built nothing"
+        proc = drkit("rehearse", "rebuild", "--cleanup")
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "scratch estate lab-rehearsal destroyed" in proc.stdout
+        _nothing_left(lab_environment)
+        assert _live_fingerprint(lab_environment) == before
 
-    # A whole rehearsal: rebuilt from the live backups, validated, measured, destroyed.
-    proc = drkit("rehearse", "rebuild", "--json")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    record = next(json.loads(line) for line in reversed(proc.stdout.splitlines())
-                  if '"event": "rehearsal"' in line)
-    assert record["verdict"] == "passed" and record["env"] == "lab-rehearsal", record
-    assert record["baseline"]["ok"], record["baseline"]
-    assert record["run_id"] != run_id and record["rto_s"] > 0
-    steps = {s["id"]: s["status"] for s in record["steps"]}
-    assert steps["smoke"] == "ok" and steps["validate"] == "ok", steps
-    _nothing_left(lab_environment)
-    assert _live_fingerprint(lab_environment) == before
+        # A whole rehearsal: rebuilt from the live backups, validated, measured, destroyed.
+        proc = drkit("rehearse", "rebuild", "--json")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        record = next(json.loads(line) for line in reversed(proc.stdout.splitlines())
+                      if '"event": "rehearsal"' in line)
+        assert record["verdict"] == "passed" and record["env"] == "lab-rehearsal", record
+        assert record["baseline"]["ok"], record["baseline"]
+        assert record["run_id"] != run_id and record["rto_s"] > 0
+        steps = {s["id"]: s["status"] for s in record["steps"]}
+        assert steps["smoke"] == "ok" and steps["validate"] == "ok", steps
+        _nothing_left(lab_environment)
+        assert _live_fingerprint(lab_environment) == before
+    finally:
+        # Whatever happened above, nothing of the scratch estate stays behind.
+        if any(scratch.leftovers(lab_environment).values()):
+            drkit("rehearse", "rebuild", "--cleanup")
 
 
 def test_a_region_is_rebuilt_from_the_backups_alone_with_the_two_others_cut_off(
