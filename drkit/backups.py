@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -141,6 +142,40 @@ def read_repository_with(s3: Any, repo: Repository) -> RepositoryState:
         except Exception as exc:  # an unreachable region is a finding, not a crash
             return RepositoryState(repo, False, f"{type(exc).__name__}: {exc}")
     return RepositoryState(repo, True, last_error)
+
+
+#: A WAL segment's file name in a repository: timeline, log, segment, then "-<sha1>".
+_WAL_SEGMENT = re.compile(r"^(?P<timeline>[0-9A-F]{8})[0-9A-F]{16}(?:\.partial)?-")
+
+
+def last_archived_timeline(s3: Any, repo: Repository) -> int | None:
+    """The timeline of the WAL segment the repository stored last: the history the
+    estate was writing when it was lost, for a restore with no node left to ask. A
+    branch that some copy promoted and archived into the repository earlier is not
+    it, however high its number (PostgreSQL's default, the highest, would follow
+    it and refuse the backup, or replay writes the live database never had).
+    Reads only the newest directory of each timeline
+    (``archive/<stanza>/<version>/<timeline><log>/``). None when nothing is archived."""
+    pages = s3.get_paginator("list_objects_v2")
+    newest: tuple[Any, int] | None = None
+    for versions in pages.paginate(Bucket=repo.bucket, Prefix=repo.archive_prefix,
+                                   Delimiter="/"):
+        for version in versions.get("CommonPrefixes", []):
+            dirs: dict[int, str] = {}
+            for page in pages.paginate(Bucket=repo.bucket, Prefix=version["Prefix"],
+                                       Delimiter="/"):
+                for entry in page.get("CommonPrefixes", []):
+                    name = entry["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+                    if re.fullmatch(r"[0-9A-F]{16}", name):
+                        timeline = int(name[:8], 16)
+                        dirs[timeline] = max(dirs.get(timeline, ""), entry["Prefix"])
+            for timeline, prefix in dirs.items():
+                for page in pages.paginate(Bucket=repo.bucket, Prefix=prefix):
+                    for obj in page.get("Contents", []):
+                        if _WAL_SEGMENT.match(obj["Key"].rsplit("/", 1)[-1]) and (
+                                newest is None or obj["LastModified"] > newest[0]):
+                            newest = (obj["LastModified"], timeline)
+    return newest[1] if newest else None
 
 
 @dataclass

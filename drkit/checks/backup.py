@@ -38,7 +38,18 @@ def restore_plan_probe(ctx: StepContext, region: str = "", label: str = "latest"
                                 prefer_region=prefer_region)
     for line in plan.decisions:
         ctx.decide(line)
+    timeline = None
+    if plan.repo is not None:
+        repo = backups.repositories(ctx.env.settings)[plan.repo - 1]
+        try:
+            timeline = backups.last_archived_timeline(
+                ctx.env.client("s3", repo.cloud_region), repo)
+        except Exception as exc:  # without it a restore follows PostgreSQL's default
+            ctx.decide(f"the last archived timeline could not be read ({type(exc).__name__}); "
+                       "a restore with no node to ask follows PostgreSQL's default")
     return {"repo": plan.repo, "region": plan.region, "label": plan.label,
+            # A restore with no node left to ask follows this history (RB-DR-003/007).
+            "archived_timeline": timeline or "",
             "target_time": plan.target_time, "backup": plan.backup,
             "fallbacks": plan.fallbacks, "problems": plan.problems, "ok": not plan.problems}
 

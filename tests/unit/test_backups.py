@@ -213,3 +213,44 @@ def test_a_restore_that_fell_back_says_so_in_the_journal():
                               reference_time="2026-12-03T08:00:00Z")
     assert out["ok"]
     assert ctx.decisions == [f"restore fell back: {line}"]
+
+
+class _FakeS3:
+    """list_objects_v2 over a dict {key: last_modified}, with Delimiter support."""
+
+    def __init__(self, objects: dict[str, int]) -> None:
+        self.objects = objects
+
+    def get_paginator(self, name: str):
+        assert name == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str, Delimiter: str = ""):
+        keys = [k for k in self.objects if k.startswith(Prefix)]
+        if not Delimiter:
+            yield {"Contents": [{"Key": k, "LastModified": self.objects[k]} for k in keys]}
+            return
+        dirs = sorted({Prefix + k[len(Prefix):].split("/", 1)[0] + "/" for k in keys
+                       if "/" in k[len(Prefix):]})
+        yield {"CommonPrefixes": [{"Prefix": d} for d in dirs],
+               "Contents": [{"Key": k, "LastModified": self.objects[k]} for k in keys
+                            if "/" not in k[len(Prefix):]]}
+
+
+def test_a_restore_with_no_node_left_follows_the_timeline_archived_last_not_the_highest():
+    from drkit.backups import Repository, last_archived_timeline
+
+    repo = Repository(number=1, region="eu-west", cloud_region="eu-west-1",
+                      bucket="lab-eu-west-backups", stanza="main")
+    base = "pgbackrest/archive/main/15-1/"
+    s3 = _FakeS3({
+        base + "0000000A.history": 5,
+        base + "0000000B.history": 6,
+        # Timeline 11: a copy promoted and archived briefly, then abandoned.
+        base + "0000000B00000000/0000000B0000000000000050-ab12.lz4": 6,
+        # Timeline 10: the live history, written until the end.
+        base + "0000000A00000000/0000000A000000000000004F-cd34.lz4": 4,
+        base + "0000000A00000001/0000000A0000000100000002-ef56.lz4": 9,
+    })
+    assert last_archived_timeline(s3, repo) == 10
+    assert last_archived_timeline(_FakeS3({}), repo) is None

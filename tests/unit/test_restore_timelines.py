@@ -34,7 +34,11 @@ def archive_now(archive: dict) -> dict:
 ])
 def test_a_scratch_restore_follows_the_timeline_archive_now_read(steps, expected):
     expr = extra_var("RB-DR-006", "restore", "restore_target_timeline")
-    assert str(render(expr, {"steps": steps})) == expected
+    assert str(render(expr, {"steps": {**steps, "plan": {"outputs": {"archived_timeline": ""}}}})) \
+        == expected
+    # No node answered: the timeline the repository stored last, when it is known.
+    with_archive = {**steps, "plan": {"outputs": {"archived_timeline": 7}}}
+    assert str(render(expr, {"steps": with_archive})) == (expected or "7")
 
 
 def test_the_corruption_copy_follows_the_timeline_its_wal_scan_read():
@@ -45,12 +49,26 @@ def test_the_corruption_copy_follows_the_timeline_its_wal_scan_read():
     assert str(render(expr, {"steps": {"contain": {"outputs": {"facts": contain}}}})) == "4"
 
 
-@pytest.mark.parametrize(("topology", "expected"), [
+@pytest.mark.parametrize(("topology", "archived", "expected"), [
     ({"us-east": {"timeline": None}, "eu-west": {"timeline": 5}, "ap-south": {"timeline": 4}},
-     "5"),
-    ({"us-east": {"timeline": None}, "ap-south": {"timeline": None}}, ""),
+     11, "5"),
+    # No node answers: the timeline the repository stored last, not the highest.
+    ({"us-east": {"timeline": None}, "ap-south": {"timeline": None}}, 10, "10"),
+    ({"us-east": {"timeline": None}, "ap-south": {"timeline": None}}, "", ""),
 ])
-def test_a_restore_onto_an_empty_host_follows_the_answering_nodes_timeline(topology, expected):
+def test_a_restore_onto_an_empty_host_follows_the_answering_nodes_timeline(topology, archived,
+                                                                         expected):
     expr = extra_var("RB-DR-003", "restore", "restore_into_timeline_hint")
-    rendered = render(expr, {"steps": {"ready": {"outputs": {"topology": topology}}}})
+    rendered = render(expr, {"steps": {"ready": {"outputs": {"topology": topology}},
+                                       "plan": {"outputs": {"archived_timeline": archived}}}})
+    assert str(rendered) == expected
+
+
+@pytest.mark.parametrize(("hint", "archived", "expected"), [
+    (4, 10, "4"), ("", 10, "10"), ("", "", "")])
+def test_a_rebuild_follows_the_answering_nodes_else_the_last_archived_timeline(hint, archived,
+                                                                               expected):
+    expr = extra_var("RB-DR-007", "restore", "restore_into_timeline_hint")
+    rendered = render(expr, {"steps": {"lost": {"outputs": {"timeline_hint": hint}},
+                                       "plan": {"outputs": {"archived_timeline": archived}}}})
     assert str(rendered) == expected
