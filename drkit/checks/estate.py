@@ -66,6 +66,19 @@ def dsn(host: str, creds: dict[str, Any]) -> str:
                          dbname=creds.get("dbname", "postgres"))
 
 
+def region_findings(topo: dict[str, Any], region: str) -> list[str]:
+    """What rules out moving the database to ``region``, by failover or by rebuild: a
+    region the estate does not have, a split brain."""
+    nodes, found = topo["nodes"], []
+    if region not in nodes:
+        found.append(f"region {region} is not one of this environment's regions "
+                     f"({', '.join(sorted(nodes))})")
+    if len(topo["primaries"]) > 1:
+        found.append(f"split brain: {', '.join(topo['primaries'])} all accept writes; "
+                     "fence one by hand before anything else")
+    return found
+
+
 @probe("postgres.topology")
 def topology_probe(ctx: StepContext, secret: str, prefer_region: str | None = None,
                    timeout: float = 2.0) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drkit.checks.estate import topology_probe
+from drkit.checks.estate import region_findings, topology_probe
 from drkit.durations import format_duration
 from drkit.registry import StepContext, probe
 
@@ -27,12 +27,7 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
     target = nodes.get(region) or {}
     current = topo["primary_region"]
     old = current or topo["dns_primary_region"]
-    if region not in nodes:
-        findings.append(f"region {region} is not one of this environment's regions "
-                        f"({', '.join(sorted(nodes))})")
-    if len(topo["primaries"]) > 1:
-        findings.append(f"split brain: {', '.join(topo['primaries'])} all accept writes; "
-                        "fence one by hand before anything else")
+    findings += region_findings(topo, region)
     if current == region:
         findings.append(f"{region} already holds the primary: there is nothing to fail over")
     if failback:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drkit.checks.estate import topology_probe
+from drkit.checks.estate import region_findings, topology_probe
 from drkit.registry import StepContext, probe
 
 
@@ -24,12 +24,7 @@ def assess(topo: dict[str, Any], *, region: str, force: bool) -> dict[str, Any]:
     current = topo["primary_region"]  # answers as primary, else None
     old = current or topo["dns_primary_region"]
     target = nodes.get(region) or {}
-    if region not in nodes:
-        findings.append(f"region {region} is not one of this environment's regions "
-                        f"({', '.join(sorted(nodes))})")
-    if len(topo["primaries"]) > 1:
-        findings.append(f"split brain: {', '.join(topo['primaries'])} all accept writes; "
-                        "fence one by hand before anything else")
+    findings += region_findings(topo, region)
     if current == region:
         findings.append(f"{region} holds the primary, which answers: there is nothing to "
                         "rebuild there")

@@ -92,6 +92,23 @@ class Canary:
         return database.canary_report(self.out)
 
 
+def assert_only_unarchived_writes_lost(canary: Canary, restored: dict, rpo_s: float,
+                                       archived_by: float) -> dict:
+    """A restore from the backups under canary load (its playbook's ``restored`` report):
+    every write acknowledged before ``archived_by`` (the last segment switched and
+    archived) is back; what is lost was acknowledged after the last commit the restore
+    replayed; the reported RPO covers it. The canary's report."""
+    report = canary.report()
+    last_commit = datetime.fromisoformat(restored["last_commit"]).timestamp()
+    acks = {a["seq"]: a for a in canary.acks}
+    lost_acked_at = [float(acks[s]["ack"]) for s in report["lost_seqs"] if s in acks]
+    assert all(at >= last_commit for at in lost_acked_at), (lost_acked_at[:3],
+                                                            restored["last_commit"])
+    assert not [at for at in lost_acked_at if at < archived_by - 1.0], lost_acked_at[:3]
+    assert rpo_s >= max(lost_acked_at, default=last_commit) - last_commit
+    return report
+
+
 def app_instances(lab, *, running: bool = False) -> dict[str, dict]:
     """The lab's us-east app instances by id, as the reconciler sees them: any state,
     or with ``running`` the running ones."""
