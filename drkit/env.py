@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from drkit import topology
 from drkit.durations import parse_duration
 from drkit.errors import ConfigError
 from drkit.keys import settings as keys_settings
@@ -197,7 +198,7 @@ def validate_settings(s: dict[str, Any], project_root: Path | None = None) -> li
             path = f"drkit.regions.{name}"
             if not need_map(region, path):
                 continue
-            unknown(region, {"cloud_region", "role", "zones"}, path)
+            unknown(region, {"cloud_region", "role", "zones", "db_zones"}, path)
             if not isinstance(region.get("cloud_region"), str):
                 problems.append(f"{path}.cloud_region: missing or not a string")
             role = region.get("role")
@@ -210,6 +211,7 @@ def validate_settings(s: dict[str, Any], project_root: Path | None = None) -> li
             zones = region.get("zones", [])
             if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones):
                 problems.append(f"{path}.zones: expected a list of zone names")
+        problems += topology.problems(regions)
         if len(primaries) != 1:
             problems.append(
                 f"drkit.regions: exactly one region must have role primary, found "
@@ -238,9 +240,10 @@ def validate_settings(s: dict[str, Any], project_root: Path | None = None) -> li
             problems.append("drkit.lock.table: missing; the dynamodb backend needs a table")
     pg = s.get("postgres")
     if pg is not None and need_map(pg, "drkit.postgres"):
-        unknown(pg, {"synchronous_regions", "archive"}, "drkit.postgres")
-        if not isinstance(pg.get("archive", True), bool):
-            problems.append("drkit.postgres.archive: expected true or false")
+        unknown(pg, {"synchronous_regions", "synchronous_in_region", "archive"}, "drkit.postgres")
+        for key in ("archive", "synchronous_in_region"):
+            if not isinstance(pg.get(key, True), bool):
+                problems.append(f"drkit.postgres.{key}: expected true or false")
         sync = pg.get("synchronous_regions", [])
         if not isinstance(sync, list):
             problems.append("drkit.postgres.synchronous_regions: expected a list of regions")

@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
+from drkit import topology
 from drkit.checks.aws import cloud_region, instances
 from drkit.checks.dns import resolve
 from drkit.checks.postgres import lag_bytes, replication_status
@@ -79,31 +80,60 @@ def region_findings(topo: dict[str, Any], region: str) -> list[str]:
     return found
 
 
+def db_instances_by_node(regions: dict[str, Any],
+                         running: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each database node of the estate (``drkit.topology``) with the running db
+    instance that is it, or None. A region with one node: its first running db
+    instance, whatever its zone. With several: the instance in the node's zone. An
+    instance in no node's zone is a node of its own, ``unexpected``."""
+    expected = topology.db_nodes(regions)
+    out: dict[str, dict[str, Any]] = {}
+    for region in sorted(regions):
+        mine = [n for n in expected if n.region == region]
+        dbs = running.get(region) or []
+        for node in mine:
+            inst = dbs[0] if len(mine) == 1 and dbs else \
+                next((i for i in dbs if i.get("zone") == node.zone), None)
+            out[node.key] = {**node.as_dict(), "instance": inst, "unexpected": False}
+        claimed = {id(v["instance"]) for v in out.values() if v["instance"] is not None}
+        for inst in dbs:
+            if id(inst) in claimed:
+                continue
+            zone = inst.get("zone") or ""
+            key = f"{region}-{topology.zone_letter(zone, regions[region].get('cloud_region', ''))}"
+            out[key] = {"key": key, "name": topology.pg_name(key), "region": region,
+                        "zone": zone, "instance": inst, "unexpected": True}
+    return out
+
+
 @probe("postgres.topology")
 def topology_probe(ctx: StepContext, secret: str, prefer_region: str | None = None,
                    timeout: float = 2.0) -> dict[str, Any]:
-    """Every region's database node: reachable? primary or replica? streaming? lag?
+    """Every database node: reachable? primary or replica? streaming? lag?
 
     ``secret`` names the db credentials secret, REGION standing for the region
     (``drkit/lab/REGION/db-credentials``); ``prefer_region``'s copy is read first.
-    Returns ``primary_region`` (None when no reachable primary: the primary's
-    region is down), ``primaries`` (more than one is split brain), ``nodes``
-    (region -> status) and ``replicas`` (regions whose node is in recovery)."""
+    Nodes are keyed by node key (``drkit.topology``: the region for a region's
+    first node). Returns ``primary_node`` and ``primary_region`` (None when no
+    reachable primary: the primary's region is down), ``primaries`` (node keys;
+    more than one is split brain), ``nodes`` (key -> status with key, name, region,
+    zone) and ``replicas`` (keys of the nodes in recovery)."""
     order = sorted(ctx.env.regions, key=lambda r: (r != prefer_region, r))
     running = {region: [i for i in instances(ctx, region, "db") if i["state"] == "running"]
                for region in sorted(ctx.env.regions)}
     # An estate with no database host at all (one to be built) needs no credentials.
     creds = db_credentials(ctx, secret, order) if any(running.values()) else {}
     nodes: dict[str, Any] = {}
-    for region, dbs in running.items():
-        if not dbs:
-            nodes[region] = {"region": region, "host": None, "reachable": False,
-                             "role": None, "error": "no running db instance"}
+    for key, node in db_instances_by_node(ctx.env.regions, running).items():
+        inst = node.pop("instance")
+        if inst is None:
+            nodes[key] = {**node, "host": None, "reachable": False, "role": None,
+                          "error": "no running db instance"}
             continue
-        status = replication_status(dsn(dbs[0]["ip"], creds), timeout=timeout)
-        status.update(region=region, host=dbs[0]["ip"], instance_id=dbs[0]["id"])
-        nodes[region] = status
-    primaries = [r for r, n in nodes.items() if n.get("role") == "primary"]
+        status = replication_status(dsn(inst["ip"], creds), timeout=timeout)
+        status.update(node, host=inst["ip"], instance_id=inst["id"])
+        nodes[key] = status
+    primaries = [k for k, n in nodes.items() if n.get("role") == "primary"]
     primary = nodes[primaries[0]] if len(primaries) == 1 else None
     for n in nodes.values():
         if n.get("role") == "replica":
@@ -111,22 +141,24 @@ def topology_probe(ctx: StepContext, secret: str, prefer_region: str | None = No
                 if primary else None
             n["replay_delay_s"] = _age(n.get("last_replay_at"))
             sender = next((s for s in (primary or {}).get("senders", [])
-                           if s["application_name"] == n["region"].replace("-", "_")), None)
+                           if s["application_name"] == n["name"]), None)
             n["sync_state"] = sender["sync_state"] if sender else None
     dns = ctx.env.settings.get("dns") or {}
-    dns_primary_region = None
+    dns_primary_node = None
     if dns.get("zone"):
         answer = resolve(f"db.{dns['zone']}", resolver=dns.get("resolver"))
-        dns_primary_region = next((r for r, n in nodes.items()
-                                   if n.get("host") and n["host"] in answer["addresses"]), None)
+        dns_primary_node = next((k for k, n in nodes.items()
+                                 if n.get("host") and n["host"] in answer["addresses"]), None)
     return {
-        "primary_region": primaries[0] if len(primaries) == 1 else None,
+        "primary_node": primaries[0] if len(primaries) == 1 else None,
+        "primary_region": primary["region"] if primary else None,
         # Where clients are sent: the primary's region when it cannot be asked.
-        "dns_primary_region": dns_primary_region,
+        "dns_primary_node": dns_primary_node,
+        "dns_primary_region": nodes[dns_primary_node]["region"] if dns_primary_node else None,
         "primary_host": primary["host"] if primary else None,
         "primaries": primaries,
-        "replicas": sorted(r for r, n in nodes.items() if n.get("role") == "replica"),
-        "unreachable": sorted(r for r, n in nodes.items() if not n.get("reachable")),
+        "replicas": sorted(k for k, n in nodes.items() if n.get("role") == "replica"),
+        "unreachable": sorted(k for k, n in nodes.items() if not n.get("reachable")),
         "nodes": nodes,
     }
 
