@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drkit import backups
+from drkit.checks.estate import db_secret, topology_probe
+from drkit.checks.local import tcp_probe
+from drkit.checks.postgres import lag_bytes
 from drkit.registry import StepContext, probe
+from drkit.topology import pg_name
+
+#: A standby with more WAL received but not yet replayed is not backed up from.
+MAX_REPLAY_BACKLOG = 16 * 2**20
 
 
 def _states(ctx: StepContext) -> list[backups.RepositoryState]:
@@ -23,6 +30,73 @@ def repositories_probe(ctx: StepContext) -> dict[str, Any]:
     newest = [b["stop"] for s in states for b in s["backups"]]
     return {"repositories": states, "newest": max(newest) if newest else None,
             "unreachable": [s["region"] for s in states if not s["reachable"]]}
+
+
+def choose_source(topo: dict[str, Any], *, tls: bool,
+                  max_backlog: int = MAX_REPLAY_BACKLOG) -> dict[str, Any]:
+    """Where a backup runs, from the estate's topology (``postgres.topology``).
+
+    A healthy streaming standby when there is one, so the primary is not loaded
+    (backup-standby needs the primary's pgBackRest TLS server: ``tls``). Healthy:
+    answers, in recovery, its WAL receiver streaming, at most ``max_backlog`` bytes
+    received but not replayed. An asynchronous standby first (the primary's commits
+    wait for a synchronous one's flushes, and a backup's reads would slow them),
+    then by region, so the choice is stable. Else the primary, with why. ``problem``
+    when there is not exactly one primary."""
+    nodes = topo.get("nodes") or {}
+    primaries = [n for n in nodes.values() if n.get("role") == "primary"]
+    if len(primaries) != 1:
+        named = ", ".join(f"{n['region']} ({n.get('host')})" for n in primaries) or "none"
+        return {"ok": False, "problem": (
+            f"{len(primaries)} database nodes answered as primary ({named}); a backup needs "
+            "exactly one. Look at the estate's topology first (`drkit lab.status` in the lab)")}
+    primary = primaries[0]
+    synchronous = {s.get("application_name") for s in primary.get("senders") or []
+                   if s.get("sync_state") in ("sync", "quorum")}
+    healthy, unfit = [], []
+    for region, n in sorted(nodes.items()):
+        if n is primary:
+            continue
+        backlog = lag_bytes(n.get("receive_lsn"), n.get("replay_lsn")) or 0
+        receiver = (n.get("receiver") or {}).get("status")
+        if not n.get("reachable"):
+            unfit.append(f"{region} ({n.get('host') or 'no host'}) does not answer")
+        elif not n.get("streaming"):
+            unfit.append(f"{region} ({n['host']}) WAL receiver {receiver or 'not running'}")
+        elif backlog > max_backlog:
+            unfit.append(f"{region} ({n['host']}) {backlog} bytes not replayed > {max_backlog}")
+        else:
+            healthy.append({"region": region, "host": n["host"],
+                            "instance_id": n.get("instance_id"), "backlog": backlog,
+                            "synchronous": n.get("name", pg_name(region)) in synchronous})
+    healthy.sort(key=lambda n: (n["synchronous"], n["region"]))
+    chosen = {"region": primary["region"], "host": primary["host"],
+              "instance_id": primary.get("instance_id")}
+    if not tls:
+        why = "drkit.backup.tls is not set (no TLS server for a standby to reach the primary)"
+    elif not healthy:
+        why = "no healthy standby: " + ("; ".join(unfit) or "(there is none)")
+    else:
+        why = ""
+    from_standby = tls and bool(healthy)
+    source = healthy[0] if from_standby else {**chosen, "backlog": 0, "synchronous": False}
+    return {"ok": True, "problem": "", "primary": chosen, "source": source,
+            "from_standby": from_standby, "why_primary": why}
+
+
+@probe("backup.source")
+def source_probe(ctx: StepContext, max_backlog: int = MAX_REPLAY_BACKLOG) -> dict[str, Any]:
+    """The node a backup runs on, and the primary it starts and stops on
+    (``choose_source`` over ``postgres.topology``, asked from here in well under a
+    second rather than by a play on every node)."""
+    topo = topology_probe(ctx, secret=db_secret(ctx.env))
+    tls = (ctx.env.settings.get("backup") or {}).get("tls") or {}
+    choice = choose_source(topo, tls=bool(tls), max_backlog=int(max_backlog))
+    # The play starts the primary's TLS server only when it does not answer (a
+    # host that rebooted lost it): one connection less on a backup's path.
+    choice["primary_tls_answers"] = bool(choice.get("from_standby")) and tcp_probe(
+        ctx, choice["primary"]["host"], int(tls.get("port", 8432)), timeout=1.0)["open"]
+    return choice
 
 
 @probe("backup.restore_plan")
