@@ -85,6 +85,10 @@ resource "aws_vpc" "this" {
       error_message = "a ${var.role} region needs capacity.db >= 1 (it holds the primary database or a streaming replica); only a warm-standby may run without a database host."
     }
     precondition {
+      condition     = var.capacity.db <= length(var.zones)
+      error_message = "capacity.db is ${var.capacity.db} but the region has ${length(var.zones)} zone(s): at most one database host per zone (drkit names a database node after its zone; list the zones in drkit.regions.${var.name}.db_zones)."
+    }
+    precondition {
       condition     = local.restore_zone == null ? true : contains(var.zones, local.restore_zone)
       error_message = "restore_host.zone must be one of the region's zones (${join(", ", var.zones)}); got ${coalesce(local.restore_zone, "none")}."
     }
@@ -173,7 +177,8 @@ resource "aws_launch_template" "this" {
 
 # One group per role and zone, capacity spread over the zones in order (zone a
 # gets the remainder first). Placement is then deterministic: a zone outage takes
-# down known hosts, and the database host of a one-db region is always in zone a.
+# down known hosts, and a region's database hosts are in its first capacity.db
+# zones, one per zone (drkit.topology's db_zones name them in the same order).
 resource "aws_autoscaling_group" "this" {
   for_each = local.groups
 

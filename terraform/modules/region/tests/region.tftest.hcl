@@ -311,6 +311,16 @@ run "rejects_a_primary_without_a_database" {
   expect_failures = [aws_vpc.this]
 }
 
+run "rejects_more_database_hosts_than_zones" {
+  command = plan
+
+  variables {
+    capacity = { db = 3, app = 1 }
+  }
+
+  expect_failures = [aws_vpc.this]
+}
+
 run "rejects_a_restore_host_outside_the_zones" {
   command = plan
 
