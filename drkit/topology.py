@@ -57,11 +57,13 @@ def zone_letter(zone: str, cloud_region: str) -> str:
 
 
 def db_nodes(regions: dict[str, dict[str, Any]]) -> list[DbNode]:
-    """Every database node of the estate, region by region, first zone first."""
+    """Every database node of the estate, region by region, first zone first. A region
+    whose settings list no zone still has its one node (zone ``''``): a failover must
+    be able to name it, and say it has no host."""
     nodes = []
     for region in sorted(regions):
         settings = regions[region]
-        for i, zone in enumerate(db_zones(settings)):
+        for i, zone in enumerate(db_zones(settings) or [""]):
             key = region if i == 0 else \
                 f"{region}-{zone_letter(zone, settings.get('cloud_region', ''))}"
             nodes.append(DbNode(key=key, name=pg_name(key), region=region, zone=zone))

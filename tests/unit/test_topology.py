@@ -36,6 +36,11 @@ def test_one_node_per_region_keeps_the_region_names():
                               ("us-east", "us_east", "us-east-1a")]
 
 
+def test_a_region_listing_no_zone_still_has_its_node():
+    assert _keys({"us-west": {"cloud_region": "us-west-1", "zones": []}}) == [
+        ("us-west", "us_west", "")]
+
+
 def test_a_second_zone_adds_a_node_named_after_its_zone_letter():
     assert _keys(TWO_ZONES)[-2:] == [("us-east", "us_east", "us-east-1a"),
                                      ("us-east-b", "us_east_b", "us-east-1b")]
