@@ -80,6 +80,16 @@ def node_of(nodes: list[DbNode], region: str, zone: str | None = None) -> DbNode
     return next((n for n in in_region if n.zone == zone), None)
 
 
+def name_of_instance(regions: dict[str, dict[str, Any]], instance: dict[str, Any]) -> str:
+    """The PG name of the node a db instance (region, zone) is; a stray instance's
+    own key, as ``postgres.topology`` names it."""
+    node = node_of(db_nodes(regions), instance["region"], instance.get("zone"))
+    if node is not None:
+        return node.name
+    cloud = (regions.get(instance["region"]) or {}).get("cloud_region", "")
+    return pg_name(f"{instance['region']}-{zone_letter(instance.get('zone') or '', cloud)}")
+
+
 def sync_candidates(nodes: list[DbNode], primary_key: str, synchronous_regions: list[str],
                     in_region: bool = False) -> list[str]:
     """PG names of the standbys a commit may wait for, in priority order (``FIRST 1``):

@@ -20,6 +20,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from drkit import topology
 from drkit.checks.aws import cloud_region, instances
 from drkit.checks.dns import resolve
 from drkit.registry import StepContext, probe
@@ -203,7 +204,7 @@ def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any
                 "group": asgs.get(n["asg"] or "", {})} for n in picked]
     return {"nodes": planned, "problems": problems, "ok": not problems,
             "roles": sorted({n["role"] for n in planned}), "primary": primary,
-            "sync_gone": sorted(n["region"].replace("-", "_") for n in planned
+            "sync_gone": sorted(topology.name_of_instance(ctx.env.regions, n) for n in planned
                                 if n["role"] == "db"),
             "dns_remove": sorted(n["ip"] for n in planned if n["ip"] in in_dns),
             "names": ", ".join(f"{n['name']} ({n['id']}, {n['ip']}, {n['zone']})"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drkit import topology
 from drkit.checks.aws import cloud_region, instances
 from drkit.checks.nodes import app_record, database_primary, health_of
 from drkit.registry import StepContext, probe
@@ -197,7 +198,8 @@ def plan_probe(ctx: StepContext, zone: str, restore: bool = False, mode: str = "
             "serving": any(n["ip"] in answer for n in apps),
             "app_hosts": [_host(ctx, n) for n in in_zone if n.get("role") == "app"],
             "db_nodes": [_host(ctx, n) for n in dbs], "primary": primary,
-            "sync_gone": [] if restore else sorted({n["region"].replace("-", "_") for n in dbs}),
+            "sync_gone": [] if restore else sorted({topology.name_of_instance(ctx.env.regions, n)
+                                                    for n in dbs}),
             "dns_remove": sorted(n["ip"] for n in leaving if n["ip"] in answer),
             "capacity": total, "shares_after": after,
             "surplus": [_host(ctx, n) for n in surplus],

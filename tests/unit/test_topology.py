@@ -136,3 +136,9 @@ def test_two_node_regions_match_instances_by_zone_and_name_strays():
     assert stray["us-east-b"]["instance"] is None
     assert stray["us-east-c"]["unexpected"]
     assert stray["us-east-c"]["instance"]["id"] == "i-us-east-2"
+
+
+def test_a_db_instance_is_named_as_its_node():
+    assert topology.name_of_instance(REGIONS, _inst("eu-west", "eu-west-1b")) == "eu_west"
+    assert topology.name_of_instance(TWO_ZONES, _inst("us-east", "us-east-1b")) == "us_east_b"
+    assert topology.name_of_instance(TWO_ZONES, _inst("us-east", "us-east-1c")) == "us_east_c"
