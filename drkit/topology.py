@@ -80,14 +80,20 @@ def node_of(nodes: list[DbNode], region: str, zone: str | None = None) -> DbNode
     return next((n for n in in_region if n.zone == zone), None)
 
 
+def stray_key(regions: dict[str, dict[str, Any]], region: str, zone: str) -> str:
+    """The key of a db instance in a zone that holds no node of the region: a node of
+    its own, named like any other region-and-zone node."""
+    cloud = (regions.get(region) or {}).get("cloud_region", "")
+    return f"{region}-{zone_letter(zone, cloud)}"
+
+
 def name_of_instance(regions: dict[str, dict[str, Any]], instance: dict[str, Any]) -> str:
     """The PG name of the node a db instance (region, zone) is; a stray instance's
-    own key, as ``postgres.topology`` names it."""
+    own, as ``postgres.topology`` names it."""
     node = node_of(db_nodes(regions), instance["region"], instance.get("zone"))
     if node is not None:
         return node.name
-    cloud = (regions.get(instance["region"]) or {}).get("cloud_region", "")
-    return pg_name(f"{instance['region']}-{zone_letter(instance.get('zone') or '', cloud)}")
+    return pg_name(stray_key(regions, instance["region"], instance.get("zone") or ""))
 
 
 def sync_candidates(nodes: list[DbNode], primary_key: str, synchronous_regions: list[str],

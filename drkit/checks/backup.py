@@ -11,7 +11,6 @@ from drkit.checks.estate import db_secret, topology_probe
 from drkit.checks.local import tcp_probe
 from drkit.checks.postgres import lag_bytes
 from drkit.registry import StepContext, probe
-from drkit.topology import pg_name
 
 #: A standby with more WAL received but not yet replayed is not backed up from.
 MAX_REPLAY_BACKLOG = 16 * 2**20
@@ -54,22 +53,22 @@ def choose_source(topo: dict[str, Any], *, tls: bool,
     synchronous = {s.get("application_name") for s in primary.get("senders") or []
                    if s.get("sync_state") in ("sync", "quorum")}
     healthy, unfit = [], []
-    for region, n in sorted(nodes.items()):
+    for key, n in sorted(nodes.items()):  # node keys: the region for a region's first
         if n is primary:
             continue
         backlog = lag_bytes(n.get("receive_lsn"), n.get("replay_lsn")) or 0
         receiver = (n.get("receiver") or {}).get("status")
         if not n.get("reachable"):
-            unfit.append(f"{region} ({n.get('host') or 'no host'}) does not answer")
+            unfit.append(f"{key} ({n.get('host') or 'no host'}) does not answer")
         elif not n.get("streaming"):
-            unfit.append(f"{region} ({n['host']}) WAL receiver {receiver or 'not running'}")
+            unfit.append(f"{key} ({n['host']}) WAL receiver {receiver or 'not running'}")
         elif backlog > max_backlog:
-            unfit.append(f"{region} ({n['host']}) {backlog} bytes not replayed > {max_backlog}")
+            unfit.append(f"{key} ({n['host']}) {backlog} bytes not replayed > {max_backlog}")
         else:
-            healthy.append({"region": region, "host": n["host"],
+            healthy.append({"key": key, "region": n["region"], "host": n["host"],
                             "instance_id": n.get("instance_id"), "backlog": backlog,
-                            "synchronous": n.get("name", pg_name(region)) in synchronous})
-    healthy.sort(key=lambda n: (n["synchronous"], n["region"]))
+                            "synchronous": n["name"] in synchronous})
+    healthy.sort(key=lambda n: (n["synchronous"], n["key"]))
     chosen = {"region": primary["region"], "host": primary["host"],
               "instance_id": primary.get("instance_id")}
     if not tls:

@@ -95,12 +95,12 @@ def db_instances_by_node(regions: dict[str, Any],
             inst = dbs[0] if len(mine) == 1 and dbs else \
                 next((i for i in dbs if i.get("zone") == node.zone), None)
             out[node.key] = {**node.as_dict(), "instance": inst, "unexpected": False}
-        claimed = {id(v["instance"]) for v in out.values() if v["instance"] is not None}
+        claimed = {v["instance"]["id"] for v in out.values() if v["instance"] is not None}
         for inst in dbs:
-            if id(inst) in claimed:
+            if inst["id"] in claimed:
                 continue
             zone = inst.get("zone") or ""
-            key = f"{region}-{topology.zone_letter(zone, regions[region].get('cloud_region', ''))}"
+            key = topology.stray_key(regions, region, zone)
             out[key] = {"key": key, "name": topology.pg_name(key), "region": region,
                         "zone": zone, "instance": inst, "unexpected": True}
     return out

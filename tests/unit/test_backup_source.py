@@ -8,14 +8,16 @@ from drkit.checks.backup import choose_source
 
 
 def _primary(region: str = "us-east", sync: tuple[str, ...] = ("eu_west",)) -> dict[str, Any]:
-    return {"region": region, "host": "10.10.1.5", "instance_id": "i-p", "reachable": True,
+    return {"region": region, "name": region.replace("-", "_"), "host": "10.10.1.5",
+            "instance_id": "i-p", "reachable": True,
             "role": "primary",
             "senders": [{"application_name": name, "sync_state": "sync"} for name in sync]}
 
 
 def _replica(region: str, host: str, *, streaming: bool = True, receive: str = "0/3000000",
              replay: str = "0/3000000", reachable: bool = True) -> dict[str, Any]:
-    return {"region": region, "host": host, "instance_id": f"i-{region}", "reachable": reachable,
+    return {"region": region, "name": region.replace("-", "_"), "host": host,
+            "instance_id": f"i-{region}", "reachable": reachable,
             "role": "replica" if reachable else None, "streaming": streaming,
             "receiver": {"status": "streaming" if streaming else "stopping"},
             "receive_lsn": receive, "replay_lsn": replay}
