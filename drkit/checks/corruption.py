@@ -204,10 +204,9 @@ def inspect_primary(ctx: StepContext, secret: str, target: RecoveryTarget,
     position, the named tables (file node, or dropped: by which transaction, when),
     and every user table's file node (for naming what the WAL says was lost)."""
     topo = topology_probe(ctx, secret)
-    region = topo["primary_region"]
-    host = (topo["nodes"].get(region) or {}).get("host") if region else None
-    out: dict[str, Any] = {"region": region, "host": host,
-                           "replicas": sorted(r for r in topo["nodes"] if r != region)}
+    region, host, key = topo["primary_region"], topo["primary_host"], topo["primary_node"]
+    out: dict[str, Any] = {"region": region, "host": host, "node": key,
+                           "replicas": sorted(k for k in topo["nodes"] if k != key)}
     if not host:
         return out
     creds = db_credentials(ctx, secret, sorted(ctx.env.regions, key=lambda r: r != region))
@@ -267,7 +266,8 @@ def check_request(ctx: StepContext, secret: str, target: RecoveryTarget,
     relfilenodes = sorted({n for n in (primary.get("tables") or {}).values() if n})
     return {"ok": not problems, "problems": problems, "target": target.as_dict(),
             "target_text": target.describe(), "primary_region": primary.get("region"),
-            "primary_host": primary.get("host"), "replicas": primary.get("replicas", []),
+            "primary_node": primary.get("node"), "primary_host": primary.get("host"),
+            "replicas": primary.get("replicas", []),
             "dbname": primary.get("dbname"),
             "tables": {t: {"relfilenode": (primary.get("tables") or {}).get(t),
                            "dropped": (primary.get("dropped") or {}).get(t, [])}
@@ -284,8 +284,8 @@ def request_probe(ctx: StepContext, secret: str, kind: str, value: str,
     refused it already if not; a run started otherwise is refused here)."""
     result = check_request(ctx, secret, RecoveryTarget(kind, value), list(tables or []))
     if result["primary_host"]:
-        ctx.decide(f"recovering {result['target_text']} on {result['primary_region']}'s "
-                   f"primary {result['primary_host']}")
+        ctx.decide(f"recovering {result['target_text']} on the primary "
+                   f"{result['primary_node']} ({result['primary_host']})")
     return result
 
 

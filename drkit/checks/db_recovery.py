@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from drkit.checks.failover import target_node
 from drkit.errors import ConfigError
 
 FAILOVER_RUNBOOK = "RB-DR-003"
@@ -44,27 +45,29 @@ def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
                     synchronous_regions: list[str]) -> Decision:
     """primary-failure and region-failure: the region whose replica is promoted."""
     nodes = topo["nodes"]
+    regions = sorted({n.get("region", k) for k, n in nodes.items()})
     current = topo["primary_region"]  # answers as primary, else None
     failed = current or topo["dns_primary_region"] or "the primary's region"
     if len(topo.get("primaries", [])) > 1:
         raise ConfigError(f"{', '.join(topo['primaries'])} all accept writes (split brain)",
                           hint="fence one by hand first; nothing was changed")
-    if target_region and target_region not in nodes:
+    if target_region and target_region not in regions:
         raise ConfigError(f"--target-region {target_region!r} is not one of this "
                           "environment's regions",
-                          hint=f"use one of: {', '.join(sorted(nodes))}")
+                          hint=f"use one of: {', '.join(regions)}")
     if target_region and target_region == failed:
         raise ConfigError(f"{target_region} holds the primary: it is the region to recover "
                           "from", hint=f"name the region to recover into: "
-                                       f"{_others(nodes, failed)}")
+                                       f"{', '.join(r for r in regions if r != failed)}")
     if current and not force:
-        raise ConfigError(f"{scenario}: the primary in {current} ({nodes[current].get('host')})"
+        raise ConfigError(f"{scenario}: the primary in {current} ({topo.get('primary_host')})"
                           " answers and accepts writes: it has not failed",
                           hint=f"a planned move is drkit failover --region "
                                f"{target_region or 'REGION'}; --force moves it anyway (a "
                                "zero-loss switchover); nothing was changed")
     target = target_region or _standby(nodes, failed, synchronous_regions)
-    node = nodes.get(target or "") or {}
+    node = nodes.get(target_node(topo, target) or "") if target else {}
+    node = node or {}
     if node.get("role") != "replica":
         why = node.get("error") or f"its node is {node.get('role') or 'unreachable'}"
         if scenario == "region-failure":
@@ -117,19 +120,20 @@ def _from_backup(target: str, failed: str, why: str, *, current: str | None,
 
 
 def _standby(nodes: dict[str, Any], failed: str, synchronous_regions: list[str]) -> str | None:
-    """The replica to promote when none is named: the first synchronous region's,
-    else the replica with the least lag."""
+    """The region whose replica is promoted when none is named: the first synchronous
+    region with a replica that answers, else the region of the least lagging replica.
+    Only other regions: the failed region's own standby is RB-DR-001's to promote."""
+    outside = {k: n for k, n in nodes.items()
+               if n.get("region", k) != failed and n.get("role") == "replica"}
     for region in synchronous_regions:
-        if region != failed and (nodes.get(region) or {}).get("role") == "replica":
+        if any(n.get("region", k) == region for k, n in outside.items()):
             return region
-    replicas = [r for r, n in nodes.items() if r != failed and n.get("role") == "replica"]
-    return min(replicas, key=lambda r: nodes[r].get("lag_bytes") or 0, default=None)
+    best = min(outside, key=lambda k: outside[k].get("lag_bytes") or 0, default=None)
+    return outside[best].get("region", best) if best else None
 
 
 def _replicas(nodes: dict[str, Any], failed: str) -> str:
-    found = [r for r, n in sorted(nodes.items()) if r != failed and n.get("role") == "replica"]
-    return ", ".join(found) or "none"
-
-
-def _others(nodes: dict[str, Any], failed: str) -> str:
-    return ", ".join(r for r in sorted(nodes) if r != failed)
+    """The other regions with a replica that answers."""
+    found = {n.get("region", k) for k, n in nodes.items()
+             if n.get("region", k) != failed and n.get("role") == "replica"}
+    return ", ".join(sorted(found)) or "none"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from drkit.checks.estate import region_findings, topology_probe
+from drkit.checks.postgres import parse_lsn
 from drkit.durations import format_duration
 from drkit.registry import StepContext, probe
 
@@ -24,9 +25,11 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
     findings: list[str] = []
     from_backup = source == "backup"
     nodes = topo["nodes"]
-    target = nodes.get(region) or {}
+    target_key = target_node(topo, region)
+    target = nodes.get(target_key or "") or {}
     current = topo["primary_region"]
     old = current or topo["dns_primary_region"]
+    old_node = topo.get("primary_node") or topo.get("dns_primary_node")
     findings += region_findings(topo, region)
     if current == region:
         findings.append(f"{region} already holds the primary: there is nothing to fail over")
@@ -40,11 +43,11 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
         if target.get("role") == "replica":
             findings.append(f"{region}'s replica answers: promote it instead (drop --source "
                             "backup); it holds more than the archive")
-        elif region in nodes and not target.get("host"):
+        elif target_key and not target.get("host"):
             findings.append(f"{region} has no running database host to restore onto "
                             f"({target.get('error') or 'none found'}); bring one up first "
                             "(drkit replace-node)")
-    elif region in nodes and target.get("role") != "replica":
+    elif target_key and target.get("role") != "replica":
         why = target.get("error") or f"its node is {target.get('role') or 'unreachable'}"
         findings.append(f"{region} has no reachable database replica to promote ({why})")
     synchronous = region in synchronous_regions or target.get("sync_state") == "sync"
@@ -67,13 +70,46 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
         "findings": findings,
         "old_primary_region": old,
         "old_primary_reachable": current is not None,
+        "old_primary_node": old_node,
+        "old_primary_host": (nodes.get(old_node or "") or {}).get("host"),
         "target_region": region,
+        "target_node": target_key,
         "target_host": target.get("host"),
-        "remaining_replicas": [r for r in topo["replicas"] if r not in (region, old)],
+        "remaining_replicas": replica_regions(topo, exclude=(region, old)),
+        # Every replica that answers, other than the one promoted: the old primary's
+        # in-region standby too, which a region-keyed list would leave behind.
+        "repoint_nodes": [k for k in topo["replicas"] if k != target_key],
         "synchronous": synchronous,
         "estimated_loss": estimate,
         "unreachable": topo["unreachable"],
     }
+
+
+def target_node(topo: dict[str, Any], region: str) -> str | None:
+    """The node of ``region`` a failover promotes: the region's first node while it
+    streams, else the region's streaming replica that has received the most WAL, else
+    the first node (whose state the findings then explain). None for a region the
+    estate does not have."""
+    mine = [k for k, n in topo["nodes"].items()
+            if n.get("region", k) == region and not n.get("unexpected")]
+    if not mine:
+        return None
+    first = mine[0]
+    if (topo["nodes"][first].get("role") == "replica"
+            and topo["nodes"][first].get("streaming") is not False):
+        return first
+    streaming = [k for k in mine if topo["nodes"][k].get("role") == "replica"]
+    return max(streaming, key=lambda k: _received(topo["nodes"][k]), default=first)
+
+
+def replica_regions(topo: dict[str, Any], exclude: tuple[str | None, ...] = ()) -> list[str]:
+    """The regions with a replica that answers, other than ``exclude``."""
+    regions = {topo["nodes"][k].get("region", k) for k in topo["replicas"]}
+    return sorted(r for r in regions if r not in exclude)
+
+
+def _received(node: dict[str, Any]) -> int:
+    return parse_lsn(node.get("receive_lsn") or node.get("replay_lsn")) or 0
 
 
 _BACKUP_LOSS = {"possible": True, "seconds": None, "bytes": None,
@@ -114,8 +150,7 @@ def readiness_probe(ctx: StepContext, region: str, secret: str, mode: str = "pla
     result = assess(topo, region=region, mode=mode, allow_data_loss=allow_data_loss,
                     rpo_s=float(rpo_s), synchronous_regions=list(sync), failback=failback,
                     source=source)
-    result["topology"] = {r: {k: n.get(k) for k in ("role", "host", "streaming", "sync_state",
-                                                     "lag_bytes", "replay_lsn", "flush_lsn",
-                                                     "last_replay_at", "timeline", "error")}
-                          for r, n in topo["nodes"].items()}
+    result["topology"] = {key: {k: n.get(k) for k in (
+        "region", "zone", "role", "host", "streaming", "sync_state", "lag_bytes", "replay_lsn",
+        "flush_lsn", "last_replay_at", "timeline", "error")} for key, n in topo["nodes"].items()}
     return result

@@ -134,11 +134,10 @@ def database_primary(ctx: StepContext, secret: str) -> dict[str, Any]:
     from drkit.checks.estate import topology_probe
 
     topology = topology_probe(ctx, secret, timeout=2.0)
-    node = topology["nodes"].get(topology["primary_region"] or "")
+    node = topology["nodes"].get(topology["primary_node"] or "")
     if node:
         return {"id": node["instance_id"], "ip": node["host"], "answers": True}
-    region = topology["dns_primary_region"]
-    node = topology["nodes"].get(region or "")
+    node = topology["nodes"].get(topology["dns_primary_node"] or "")
     if node and node.get("host"):
         return {"id": node.get("instance_id"), "ip": node["host"], "answers": False}
     return {"id": None, "ip": None, "answers": False}

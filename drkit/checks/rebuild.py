@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from drkit.checks.estate import region_findings, topology_probe
+from drkit.checks.failover import replica_regions
 from drkit.registry import StepContext, probe
 
 
@@ -23,17 +24,16 @@ def assess(topo: dict[str, Any], *, region: str, force: bool) -> dict[str, Any]:
     nodes = topo["nodes"]
     current = topo["primary_region"]  # answers as primary, else None
     old = current or topo["dns_primary_region"]
-    target = nodes.get(region) or {}
     findings += region_findings(topo, region)
     if current == region:
         findings.append(f"{region} holds the primary, which answers: there is nothing to "
                         "rebuild there")
     elif current and not force:
-        findings.append(f"the primary in {current} ({nodes[current].get('host')}) answers and "
+        findings.append(f"the primary in {current} ({topo['primary_host']}) answers and "
                         "accepts writes: the estate is not lost. A planned move is drkit "
                         f"failover --region {region}; --force rebuilds anyway (the primary "
                         "is fenced and what it wrote after the last archived WAL is lost)")
-    if target.get("role") == "replica":
+    if any(n.get("role") == "replica" for n in _in_region(nodes, region)):
         findings.append(f"{region}'s database answers as a replica: the region is not lost; "
                         f"promote it instead (drkit failover --region {region}"
                         f"{'' if current else ' --mode unplanned'}), which loses less")
@@ -44,14 +44,20 @@ def assess(topo: dict[str, Any], *, region: str, force: bool) -> dict[str, Any]:
         "old_primary_reachable": current is not None,
         # The region's old instances are gone or are rebuilt over: nothing to fence.
         "fence_region": old if old and old != region else "",
-        "remaining_replicas": [r for r in topo["replicas"] if r not in (region, old)],
-        "lost_regions": sorted(r for r, n in nodes.items()
-                               if n.get("role") not in ("primary", "replica")),
+        "remaining_replicas": replica_regions(topo, exclude=(region, old)),
+        # Regions none of whose nodes answers.
+        "lost_regions": sorted({n.get("region", k) for k, n in nodes.items()}
+                               - {n.get("region", k) for k, n in nodes.items()
+                                  if n.get("role") in ("primary", "replica")}),
         # The history to follow: the newest timeline a node that answers is on
         # ('' with none: the newest the archive holds).
         "timeline_hint": max((int(n["timeline"]) for n in answering if n.get("timeline")),
                              default=""),
     }
+
+
+def _in_region(nodes: dict[str, Any], region: str) -> list[dict[str, Any]]:
+    return [n for k, n in nodes.items() if n.get("region", k) == region]
 
 
 @probe("rebuild.readiness")

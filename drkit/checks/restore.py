@@ -35,16 +35,17 @@ def assess(topo: dict[str, Any], *, service: str, target_time: datetime | None,
     if len(topo["primaries"]) > 1:
         problems.append(f"split brain: {', '.join(topo['primaries'])} all accept writes; "
                         "fence one by hand before restoring over either")
-    region = topo["primary_region"] or topo["dns_primary_region"]
-    primary = (nodes.get(region) or {}) if region else {}
-    if not region or not primary.get("host"):
+    key = topo["primary_node"] or topo["dns_primary_node"]
+    primary = (nodes.get(key) or {}) if key else {}
+    region = primary.get("region")
+    if not key or not primary.get("host"):
         problems.append("no database primary found (none answers, and db. points at no "
                         "running db host): nothing to restore onto; rebuild the estate instead")
-    elif topo["dns_primary_region"] not in (None, region):
-        problems.append(f"db. points at {topo['dns_primary_region']}'s node but the primary "
-                        f"is {region}'s: finish or undo that failover first")
+    elif topo["dns_primary_node"] not in (None, key):
+        problems.append(f"db. points at {topo['dns_primary_node']}'s node but the primary "
+                        f"is {key}: finish or undo that failover first")
     answering = bool(primary.get("reachable")) and primary.get("role") == "primary"
-    replicas = sorted(r for r in nodes if r != region)
+    replicas = sorted(k for k in nodes if k != key)
     for r in replicas:
         node = nodes[r]
         if not node.get("host"):
@@ -59,6 +60,7 @@ def assess(topo: dict[str, Any], *, service: str, target_time: datetime | None,
         "problems": problems,
         "service": service,
         "primary_region": region,
+        "primary_node": key,
         "primary_host": primary.get("host"),
         "primary_answers": answering,
         "data_dir": data_dir,
@@ -112,12 +114,12 @@ def service_probe(ctx: StepContext, service: str, secret: str,
         when = when.replace(tzinfo=UTC)
     topo = topology_probe(ctx, secret)
     region = topo["primary_region"]
-    host = (topo["nodes"].get(region) or {}).get("host") if region else None
+    host = topo["primary_host"]
     data_dir = _data_directory(ctx, host, secret, region) if host else None
     result = assess(topo, service=service, target_time=when, now=datetime.now(UTC),
                     data_dir=data_dir)
     if result["primary_region"]:
-        ctx.decide(f"restoring onto {result['primary_region']}'s primary "
+        ctx.decide(f"restoring onto the primary {result['primary_node']} "
                    f"{result['primary_host']}; rebuilding "
                    f"{', '.join(result['replicas']) or 'no replica'} from it")
     return result

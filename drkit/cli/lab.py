@@ -72,15 +72,15 @@ def status(c, json_=False):
               f"{'yes' if row.get('ssh_ready') else 'no'}")
     pg = st["probes"].pop("postgres", None)
     if pg and "nodes" in pg:
-        print(f"\n{'DATABASE':<10} {'ROLE':<11} {'HOST':<12} {'STREAMING':<10} {'SYNC':<6} "
-              f"{'LAG':>8}  TIMELINE")
-        for region, n in sorted(pg["nodes"].items()):
+        print(f"\n{'DB NODE':<11} {'ZONE':<12} {'ROLE':<11} {'HOST':<12} {'STREAMING':<10} "
+              f"{'SYNC':<9} {'LAG':>8}  TIMELINE")
+        for key, n in sorted(pg["nodes"].items()):
             lag = "" if n["lag_bytes"] is None else f"{n['lag_bytes']} B"
             streaming = "" if n["streaming"] is None else ("yes" if n["streaming"] else "NO")
-            print(f"{region:<10} {n['role']:<11} {n['host'] or '-':<12} {streaming:<10} "
-                  f"{n['sync_state'] or '':<6} {lag:>8}  {n['timeline'] or ''}"
+            print(f"{key:<11} {n.get('zone') or '-':<12} {n['role']:<11} {n['host'] or '-':<12} "
+                  f"{streaming:<10} {n['sync_state'] or '':<9} {lag:>8}  {n['timeline'] or ''}"
                   + (f"  ({n['error']})" if n["error"] else ""))
-        print(f"db.lab.internal points at: {pg['dns_primary_region'] or 'nothing reachable'}")
+        print(f"db.lab.internal points at: {pg['dns_primary_node'] or 'nothing reachable'}")
     elif pg:
         print(f"\ndatabase: {pg.get('error')}")
     for name, probe in st["probes"].items():

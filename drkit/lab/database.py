@@ -36,18 +36,21 @@ def topology() -> dict[str, Any]:
 
 
 def status_probe(lab: paths.LabPaths, view: dict) -> dict[str, Any]:
-    """One line per region for lab.status: role, host, streaming, sync state, lag."""
+    """One line per database node for lab.status: zone, role, host, streaming, sync
+    state, lag."""
     topo = topology()
     rows = {}
-    for region, node in topo["nodes"].items():
-        rows[region] = {
-            "role": node.get("role") or "unreachable", "host": node.get("host"),
+    for key, node in topo["nodes"].items():
+        rows[key] = {
+            "zone": node.get("zone"), "role": node.get("role") or "unreachable",
+            "host": node.get("host"),
             "streaming": node.get("streaming") if node.get("role") == "replica" else None,
             "sync_state": node.get("sync_state"), "lag_bytes": node.get("lag_bytes"),
             "replay_delay_s": node.get("replay_delay_s"), "timeline": node.get("timeline"),
             "error": node.get("error"),
         }
-    return {"primary_region": topo["primary_region"],
+    return {"primary_node": topo["primary_node"], "primary_region": topo["primary_region"],
+            "dns_primary_node": topo["dns_primary_node"],
             "dns_primary_region": topo["dns_primary_region"], "nodes": rows}
 
 
@@ -124,7 +127,7 @@ def corrupt(lab: paths.LabPaths, table: str, how: str = "drop", **_: Any) -> lis
     atomic_write_json(log, [*history, record])
     what = (f"dropped table {table}" if how == "drop" else
             f"overwrote column {column} of {table} in every row ({rows} rows)")
-    return [f"{what} on the primary {topo['primary_host']} ({topo['primary_region']}) "
+    return [f"{what} on the primary {topo['primary_host']} ({topo['primary_node']}) "
             f"in transaction {record['xid']}",
             f"  damaging XID {record['xid']}, committed by {record['committed_by']}, WAL "
             f"{before_lsn} .. {after_lsn}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drkit.checks.failover import assess
+from tests.support.topology import REGIONS, probe_result
 
 
 def node(role, *, streaming=True, sync_state=None, lag=0, delay=0.5, host="10.0.0.1",
@@ -15,17 +16,7 @@ def node(role, *, streaming=True, sync_state=None, lag=0, delay=0.5, host="10.0.
 
 
 def topo(**nodes):
-    primaries = [r.replace("_", "-") for r, n in nodes.items() if n["role"] == "primary"]
-    return {
-        "nodes": {r.replace("_", "-"): n for r, n in nodes.items()},
-        "primaries": primaries,
-        "primary_region": primaries[0] if len(primaries) == 1 else None,
-        "dns_primary_region": "us-east",
-        "replicas": sorted(r.replace("_", "-") for r, n in nodes.items()
-                           if n["role"] == "replica"),
-        "unreachable": sorted(r.replace("_", "-") for r, n in nodes.items()
-                              if n["role"] is None),
-    }
+    return probe_result(nodes)
 
 
 HEALTHY = topo(us_east=node("primary"), eu_west=node("replica", sync_state="sync"),
@@ -119,3 +110,43 @@ def test_from_the_backups_a_region_without_a_replica_may_take_over_accepting_the
 def test_from_the_backups_refusals_say_what_is_wrong(t, kwargs, expected):
     out = run(t, allow=True, source="backup", **kwargs)
     assert any(expected in f for f in out["findings"]), out["findings"]
+
+
+TWO_ZONES = {**REGIONS, "us-east": {**REGIONS["us-east"],
+                                    "db_zones": ["us-east-1a", "us-east-1b"]}}
+
+
+def two_zone_topo(**nodes):
+    return probe_result(nodes, regions=TWO_ZONES)
+
+
+def test_a_failover_from_a_two_node_region_repoints_its_in_region_standby_too():
+    t = two_zone_topo(us_east=node("primary", host="10.10.1.4"),
+                      us_east_b=node("replica", sync_state="potential", host="10.10.2.4"),
+                      eu_west=node("replica", sync_state="sync"),
+                      ap_south=node("replica", sync_state="async"))
+    out = run(t)
+    assert out["findings"] == []
+    assert (out["target_node"], out["old_primary_node"]) == ("eu-west", "us-east")
+    assert out["old_primary_host"] == "10.10.1.4"
+    assert out["remaining_replicas"] == ["ap-south"]
+    assert out["repoint_nodes"] == ["ap-south", "us-east-b"]
+
+
+def test_a_failback_promotes_the_regions_first_node_while_it_streams():
+    t = two_zone_topo(us_east=node("replica", host="10.10.1.4"),
+                      us_east_b=node("replica", host="10.10.2.4"),
+                      eu_west=node("primary"), ap_south=node("replica"))
+    out = run(t, region="us-east", failback=True)
+    assert out["findings"] == []
+    assert (out["target_node"], out["target_host"]) == ("us-east", "10.10.1.4")
+    assert out["repoint_nodes"] == ["ap-south", "us-east-b"]
+
+
+def test_without_its_first_node_a_region_promotes_the_standby_that_received_most():
+    t = two_zone_topo(us_east=node(None, host=None, error="no running db instance"),
+                      us_east_b=node("replica", host="10.10.2.4"),
+                      eu_west=node("primary"), ap_south=node("replica"))
+    out = run(t, region="us-east", failback=True)
+    assert out["findings"] == []
+    assert (out["target_node"], out["target_host"]) == ("us-east-b", "10.10.2.4")

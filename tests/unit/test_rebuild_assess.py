@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from drkit.checks.rebuild import assess
+from tests.support.topology import probe_result
 
 
 def node(role, *, host="10.0.0.1", timeline=3, error=None):
@@ -10,12 +11,7 @@ def node(role, *, host="10.0.0.1", timeline=3, error=None):
 
 
 def topo(dns="us-east", **nodes):
-    by_region = {r.replace("_", "-"): n for r, n in nodes.items()}
-    primaries = [r for r, n in by_region.items() if n["role"] == "primary"]
-    return {"nodes": by_region, "primaries": primaries,
-            "primary_region": primaries[0] if len(primaries) == 1 else None,
-            "dns_primary_region": dns,
-            "replicas": sorted(r for r, n in by_region.items() if n["role"] == "replica")}
+    return probe_result(nodes, dns=dns)
 
 
 GONE = node(None, host=None, error="no running db instance")

@@ -6,22 +6,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from drkit.checks.restore import assess
+from tests.support.topology import probe_result
 
 NOW = datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)
 
 
-def topo(**changes) -> dict:
-    nodes = {
-        "us-east": {"host": "10.10.1.5", "reachable": True, "role": "primary",
+def topo(nodes: dict | None = None, dns: str | None = "us-east") -> dict:
+    base = {
+        "us-east": {"host": "10.10.1.5", "role": "primary",
                     "timeline": 3, "current_lsn": "0/5000060"},
-        "eu-west": {"host": "10.20.1.5", "reachable": True, "role": "replica"},
-        "ap-south": {"host": "10.30.1.5", "reachable": True, "role": "replica"},
+        "eu-west": {"host": "10.20.1.5", "role": "replica"},
+        "ap-south": {"host": "10.30.1.5", "role": "replica"},
     }
-    for region, fields in changes.pop("nodes", {}).items():
-        nodes[region] = {**nodes[region], **fields}
-    base = {"nodes": nodes, "primary_region": "us-east", "dns_primary_region": "us-east",
-            "primaries": ["us-east"]}
-    return {**base, **changes}
+    for key, fields in (nodes or {}).items():
+        base[key] = {**base[key], **fields}
+    return probe_result(base, dns=dns)
 
 
 def test_a_healthy_estate_names_the_primary_its_directory_the_replicas_and_the_loss():
@@ -46,8 +45,7 @@ def test_to_the_end_of_the_archive_nothing_archived_is_lost():
 
 
 def test_a_primary_that_does_not_answer_is_found_through_dns_and_its_loss_is_unknown():
-    out = assess(topo(primary_region=None, primaries=[],
-                      nodes={"us-east": {"reachable": False, "role": None}}),
+    out = assess(topo(nodes={"us-east": {"reachable": False, "role": None}}),
                  service="db", target_time=None, now=NOW, data_dir=None)
     assert out["ok"], out["problems"]
     assert out["primary_host"] == "10.10.1.5" and not out["primary_answers"]
@@ -56,12 +54,10 @@ def test_a_primary_that_does_not_answer_is_found_through_dns_and_its_loss_is_unk
 
 def test_refusals_say_what_is_wrong():
     cases = [
-        (topo(primaries=["us-east", "eu-west"]), "split brain: us-east, eu-west"),
-        (topo(primary_region=None, dns_primary_region=None, primaries=[]),
-         "no database primary found"),
-        (topo(dns_primary_region="eu-west"),
-         "db. points at eu-west's node but the primary is us-east's"),
-        (topo(nodes={"ap-south": {"reachable": False, "error": "timeout"}}),
+        (topo(nodes={"eu-west": {"role": "primary"}}), "split brain: us-east, eu-west"),
+        (topo(nodes={"us-east": {"role": None}}, dns=None), "no database primary found"),
+        (topo(dns="eu-west"), "db. points at eu-west's node but the primary is us-east:"),
+        (topo(nodes={"ap-south": {"reachable": False, "role": None, "error": "timeout"}}),
          "ap-south's db node (10.30.1.5) does not answer (timeout)"),
         (topo(nodes={"eu-west": {"host": None}}), "eu-west has no running db instance"),
     ]
