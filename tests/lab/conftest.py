@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from drkit.lab import control_plane, controller, netns, paths, reconciler
+from tests.lab.runs import lab_db_nodes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -206,11 +207,22 @@ class Estate(Lab):
                 and (role is None or r["role"] == role)
                 and (dr_region is None or r["dr_region"] == dr_region)]
 
-    def host(self, *, role: str, dr_region: str) -> dict:
-        """The one running host of ``role`` in ``dr_region``."""
+    def host(self, *, role: str, dr_region: str, zone: str | None = None) -> dict:
+        """The one running host of ``role`` in ``dr_region`` (and ``zone``). A
+        region's db host is its first database node's (``us-east``, in its first
+        db zone) unless ``zone`` names another: ``db_node`` takes a node key."""
         found = self.hosts(role=role, dr_region=dr_region)
-        assert len(found) == 1, f"expected one {role} host in {dr_region}, got {found}"
+        if zone is None and role == "db" and len(found) > 1:
+            zone = next(n.zone for n in lab_db_nodes() if n.region == dr_region)
+        if zone is not None:
+            found = [r for r in found if r.get("zone") == zone]
+        assert len(found) == 1, f"expected one {role} host in {dr_region} {zone or ''}, got {found}"
         return found[0]
+
+    def db_node(self, key: str) -> dict:
+        """The running host of database node ``key`` (``us-east-b``)."""
+        node = next(n for n in lab_db_nodes() if n.key == key)
+        return self.host(role="db", dr_region=node.region, zone=node.zone)
 
     def ssh(self, address: str, command: str, *, user: str = "root",
             timeout: float = 30) -> subprocess.CompletedProcess:

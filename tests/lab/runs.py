@@ -11,8 +11,10 @@ import sys
 import threading
 import time
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
+from drkit import topology
 from drkit.drivers.ansible import job_events
 from drkit.drivers.reaper import RUN_TOKEN_ENV
 from drkit.journal import read_events
@@ -20,10 +22,39 @@ from drkit.lab import controller, database
 
 PROJECT = Path(__file__).resolve().parents[2]
 RUNS = PROJECT / ".drkit" / "runs"
-REGIONS = ("us-east", "eu-west", "ap-south")  # the lab's, us-east the primary
+BASELINE_PRIMARY = "us-east"  # the database node that is primary at the baseline
 RATE = 60.0  # canary writes per second (the issue asks for at least 50)
 RESOLVER = "10.77.0.2"  # the lab's resolver, where the estate's clients ask
 APP = "app.lab.internal"
+
+
+@cache
+def lab_db_nodes() -> tuple[topology.DbNode, ...]:
+    """The lab's database nodes, from its configuration (drkit.topology)."""
+    from drkit.env import load_environment
+    from drkit.project import find_project
+
+    return tuple(topology.db_nodes(load_environment(find_project(PROJECT), "lab").regions))
+
+
+def replica_nodes(primary: str = BASELINE_PRIMARY) -> list[topology.DbNode]:
+    """Every database node but ``primary`` (a node key)."""
+    return [n for n in lab_db_nodes() if n.key != primary]
+
+
+def expected_sync_names(primary: str = BASELINE_PRIMARY) -> str:
+    """synchronous_standby_names as the site sets it on ``primary`` with every
+    standby streaming (estate.yml, role postgresql_primary)."""
+    from drkit.env import load_environment
+    from drkit.project import find_project
+
+    pg = load_environment(find_project(PROJECT), "lab").settings.get("postgres") or {}
+    names = topology.sync_candidates(list(lab_db_nodes()), primary,
+                                     list(pg.get("synchronous_regions") or []),
+                                     bool(pg.get("synchronous_in_region")))
+    method = "FIRST" if pg.get("synchronous_in_region") else "ANY"
+    return "" if not names else names[0] if len(names) == 1 else \
+        f"{method} 1 ({', '.join(names)})"
 
 
 def drkit(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -248,17 +279,41 @@ def playbook_processes() -> list[int]:
 def assert_baseline_streaming(lab) -> dict:
     """us-east is the primary, db. answers it, every other node streams from it
     (the baseline topology a test that moved the primary leaves behind)."""
-    primary = lab.host(role="db", dr_region="us-east")["ip"]
+    primary = lab.db_node(BASELINE_PRIMARY)["ip"]
 
     def streaming() -> bool:
         topo = database.topology()
-        return topo["primary_region"] == "us-east" and all(
-            topo["nodes"][r].get("streaming") for r in REGIONS if r != "us-east")
+        return topo["primary_node"] == BASELINE_PRIMARY and all(
+            topo["nodes"][n.key].get("streaming") for n in replica_nodes())
 
-    wait("both replicas to stream from the restored primary", streaming, 120)
+    wait("every replica to stream from the restored primary", streaming, 120)
     topo = database.topology()
-    for region in ("eu-west", "ap-south"):
-        receiver = topo["nodes"][region]["receiver"]
-        assert receiver["sender_host"] == primary, (region, receiver)
+    for node in replica_nodes():
+        receiver = topo["nodes"][node.key]["receiver"]
+        assert receiver["sender_host"] == primary, (node.key, receiver)
     assert controller.dns_answers()["addresses"] == [primary]
     return topo
+
+
+class DnsSampler:
+    """Samples what db.lab.internal resolves to, five times a second."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, list[str]]] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dns-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            answer = controller.dns_answers(timeout=0.5)
+            if answer.get("answering"):
+                self.samples.append((time.time(), answer.get("addresses", [])))
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+
+    def several_at_once(self) -> list[tuple[float, list[str]]]:
+        """Samples that named more than one address (two writable primaries)."""
+        return [(t, a) for t, a in self.samples if len(a) > 1]

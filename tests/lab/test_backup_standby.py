@@ -64,8 +64,10 @@ def backup_info_entries() -> dict[tuple[int, str], dict]:
     return found
 
 
-def region_of(host: str, topo: dict) -> str:
-    return next(r for r in topo["nodes"] if f"-{r}-" in host)
+def node_of(host: str, topo: dict) -> str:
+    """The database node an inventory host (``<Name>_<instance id>``) is."""
+    return next(k for k, n in topo["nodes"].items()
+                if n.get("instance_id") and host.endswith(n["instance_id"]))
 
 
 def test_a_backup_is_taken_from_a_streaming_standby_not_the_primary(lab):
@@ -74,10 +76,10 @@ def test_a_backup_is_taken_from_a_streaming_standby_not_the_primary(lab):
     run_id, out = backup_run("--type", "full")
 
     assert out["from_standby"] is True, out
-    assert region_of(out["primary"], topo) == "us-east"
-    source_region = region_of(out["source"], topo)
-    assert source_region != "us-east"
-    assert topo["nodes"][source_region]["role"] == "replica"
+    assert node_of(out["primary"], topo) == "us-east"
+    source = node_of(out["source"], topo)
+    assert source != "us-east"
+    assert topo["nodes"][source]["role"] == "replica"
     assert [b["repo"] for b in out["backups"]] == [1, 2]
     assert all(b["from_standby"] and b["type"] == "full" for b in out["backups"])
     # pgBackRest recorded each backup as taken from a standby.
@@ -94,7 +96,7 @@ def test_with_no_standby_streaming_the_backup_is_taken_on_the_primary_and_says_w
     topo = database.topology()
     replicas = [r for r, n in topo["nodes"].items() if n["role"] == "replica"]
     assert replicas, topo
-    addresses = {r: lab.host(role="db", dr_region=r)["ip"] for r in replicas}
+    addresses = {r: topo["nodes"][r]["host"] for r in replicas}
     try:
         for address in addresses.values():
             stop = lab.ssh(address, f"cd / && runuser -u postgres -- {PG_CTL} stop -D {PGDATA} "
@@ -107,7 +109,7 @@ def test_with_no_standby_streaming_the_backup_is_taken_on_the_primary_and_says_w
                              f"-l {PGDATA}.log -w -t 60")
     assert out["from_standby"] is False, out
     assert out["source"] == out["primary"]
-    assert region_of(out["source"], topo) == "us-east"
+    assert node_of(out["source"], topo) == "us-east"
     info = backup_info_entries()
     for b in out["backups"]:
         assert info[(b["repo"], b["label"])]["option-backup-standby"] is False

@@ -22,7 +22,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,9 +40,11 @@ from tests.lab.notify_receivers import (
 from tests.lab.runs import (
     PROJECT,
     Canary,
+    DnsSampler,
     assert_only_unarchived_writes_lost,
     decisions,
     drkit,
+    expected_sync_names,
     journal,
     kill_when,
     result_of,
@@ -70,26 +71,6 @@ def db_answer() -> list[str]:
     return controller.dns_answers()["addresses"]
 
 
-class DnsSampler:
-    """Samples what db.lab.internal resolves to, five times a second."""
-
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, list[str]]] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="dns-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            answer = controller.dns_answers(timeout=0.5)
-            if answer.get("answering"):
-                self.samples.append((time.time(), answer.get("addresses", [])))
-            self._stop.wait(0.2)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def lab(lab_estate):
     """The full lab with a DNS sampler running for the whole module."""
@@ -113,7 +94,8 @@ def assert_baseline(lab) -> None:
     assert db_answer() == [topo["primary_host"]]
     # The estate's synchronous region: a failback waits for it again (the
     # promotion starts asynchronous, the repoint restores it).
-    assert topo["nodes"]["us-east"]["synchronous_standby_names"] == "eu_west", topo["nodes"]
+    assert topo["nodes"]["us-east"]["synchronous_standby_names"] == expected_sync_names(), \
+        topo["nodes"]
 
 
 def lsn(text: str) -> int:

@@ -46,6 +46,7 @@ from tests.lab.runs import (
     drkit,
     journal,
     kill_when,
+    lab_db_nodes,
     result_of,
     started_after,
     wait,
@@ -140,7 +141,7 @@ def test_compromised_db_credentials_are_revoked_everywhere_then_rotated_without_
         lab_site, lab_environment, tmp_path):
     env = lab_environment
     hosts = _db_hosts(lab_site)
-    assert len(hosts) == 3
+    assert len(hosts) == len(lab_db_nodes())
     first = _credentials(env)
     seen = [first["password"]]
     printed = []
@@ -168,7 +169,7 @@ def test_compromised_db_credentials_are_revoked_everywhere_then_rotated_without_
         assert try_login(host, "replicator", first["password"]) == "refused", host
         assert try_login(host, second["username"], second["password"]) == "accepted", host
     logins = _outputs(run_id, "old-refused")
-    assert logins["ok"] and logins["nodes"] == 3
+    assert logins["ok"] and logins["nodes"] == len(lab_db_nodes())
     versions = _outputs(run_id, "stage")["postgres_version"]
     for region, cloud in ((r, s["cloud_region"]) for r, s in env.regions.items()):
         stages = env.client("secretsmanager", cloud).describe_secret(

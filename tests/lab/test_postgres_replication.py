@@ -16,6 +16,7 @@ import pytest
 from drkit.checks import postgres
 from drkit.checks.dns import resolve
 from drkit.lab import control_plane, controller, paths
+from tests.lab.runs import BASELINE_PRIMARY, expected_sync_names, replica_nodes
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -54,8 +55,8 @@ def _dsn(ip: str, creds: dict) -> str:
 
 def test_a_row_written_on_the_primary_is_read_on_both_replicas(lab_site) -> None:
     lab = lab_site
-    primary = lab.host(role="db", dr_region="us-east")
-    replicas = [lab.host(role="db", dr_region=r) for r in ("eu-west", "ap-south")]
+    primary = lab.db_node(BASELINE_PRIMARY)
+    replicas = [lab.db_node(n.key) for n in replica_nodes()]
     token = uuid.uuid4().hex
     _psql(lab, primary["ip"], "CREATE TABLE IF NOT EXISTS lab_replication_check "
                             "(token text PRIMARY KEY, at timestamptz DEFAULT now())")
@@ -73,10 +74,16 @@ def test_replicas_stream_through_their_region_slots(lab_site, creds) -> None:
     senders = _psql(lab, primary["ip"], "SELECT application_name || ':' || state || ':' || "
                                       "sync_state FROM pg_stat_replication "
                                       "ORDER BY application_name").split()
-    assert senders == ["ap_south:streaming:async", "eu_west:streaming:sync"]
+    # FIRST 1 (a, b): a is sync, b potential; ANY 1 (a, b): both quorum.
+    waited = expected_sync_names()
+    names = waited.partition("(")[2].rstrip(")").split(", ") if "(" in waited else [waited]
+    state = {n: ("quorum" if waited.startswith("ANY") else "potential") for n in names}
+    state[names[0]] = "quorum" if waited.startswith("ANY") else "sync"
+    assert senders == sorted(f"{n.name}:streaming:{state.get(n.name, 'async')}"
+                             for n in replica_nodes())
     slots = _psql(lab, primary["ip"], "SELECT slot_name || ':' || active FROM "
                                     "pg_replication_slots ORDER BY 1").split()
-    assert slots == ["ap_south:true", "eu_west:true"]
+    assert slots == sorted(f"{n.name}:true" for n in replica_nodes())
 
     # The read-only probes the runbooks use agree, over TCP with the app's password.
     status = postgres.node_status(_dsn(primary["ip"], creds))

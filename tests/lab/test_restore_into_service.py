@@ -31,6 +31,7 @@ from tests.lab.runs import (
     drkit,
     journal,
     kill_when,
+    replica_nodes,
     result_of,
     task_started,
     wait,
@@ -112,7 +113,7 @@ def test_restore_into_db_to_a_time_brings_back_what_came_before_it_and_nothing_a
     write("after", 50)
 
     primary = lab.host(role="db", dr_region="us-east")["ip"]
-    replicas = [lab.host(role="db", dr_region=r)["ip"] for r in ("eu-west", "ap-south")]
+    replicas = [lab.db_node(n.key)["ip"] for n in replica_nodes()]
 
     # A dry run shows the approval's question, naming what would be overwritten
     # and lost, and changes nothing.
@@ -149,9 +150,9 @@ def test_restore_into_db_to_a_time_brings_back_what_came_before_it_and_nothing_a
 
     topo = assert_baseline_streaming(lab)
     assert topo["nodes"]["us-east"]["timeline"] > timeline_before
-    for region in ("eu-west", "ap-south"):
-        replica = topo["nodes"][region]["host"]
-        wait(f"{region} to replay the restored data",
+    for node in replica_nodes():
+        replica = topo["nodes"][node.key]["host"]
+        wait(f"{node.key} to replay the restored data",
              lambda replica=replica: phases(lab, replica) == {"before": 50}, 60)
 
     with through_dns() as conn:
