@@ -27,8 +27,12 @@ us-east's app capacity, `lab.reset` configures the hosts and app.; then
 hosts left DNS, target 0), `lab.chaos restore` and `--restore` (wall time).
 The cost must grow far slower than the host count (Ansible's forks).
 
-Not measured yet (issue 14): a database primary node, which needs the two-zone
-topology with an in-region standby.
+Primary rounds (--primary-rounds): node-kill of us-east's database primary
+under the canary, then `replace-node --host`: its in-region standby takes over.
+Reported: the command's wall time, the time from the kill until the promote
+step finished (writes back on the new primary: target <= 30 s), the canary's
+longest write gap (target <= 5 s) and lost writes (target 0); then `lab.reset`
+brings the baseline primary back (its time reported too).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from drkit.checks.dns import resolve  # noqa: E402
 
 TARGET_APP_S = 60.0
+TARGET_PRIMARY_S = 30.0
+TARGET_WRITE_GAP_S = 5.0
 TARGET_ZONE_S = 60.0
 ZONE = "us-east-1b"
 BENCH_TFVARS = PROJECT_ROOT / "terraform" / "envs" / "lab" / "zz-bench.auto.tfvars.json"
@@ -176,6 +182,48 @@ def replica_round(out: Path) -> dict[str, Any]:
             "write_unavailable_s": report["write_unavailable_s"]}
 
 
+def primary_round(out: Path) -> dict[str, Any]:
+    from drkit.journal import RunState, parse_ts, read_events
+    from drkit.lab import database
+    from drkit.lab.canary import Canary
+
+    topo = database.topology()
+    victim = topo["nodes"][topo["primary_node"]]
+    writer = Canary(database.canary_config(out, rate=60.0, duration_s=None))
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    time.sleep(3)
+    try:
+        killed_at = time.time()
+        killed = drkit("lab.chaos", "node-kill", "--host", victim["host"])
+        if killed.returncode:
+            raise SystemExit(f"node-kill failed: {killed.stderr[-1000:]}")
+        start = time.perf_counter()
+        proc = drkit("replace-node", "--host", victim["host"], "--yes", "--json")
+        wall = time.perf_counter() - start
+        time.sleep(3)
+    finally:
+        writer.stop()
+        thread.join(timeout=60)
+    result = _result(proc, "replace-node")
+    report = database.canary_report(out)
+    state = RunState.from_events(read_events(
+        PROJECT_ROOT / ".drkit" / "runs" / result["run_id"] / "journal.jsonl"))
+    writes_back = parse_ts(state.marks["data_restored"]).timestamp() - killed_at
+    drkit("lab.chaos", "restore")
+    start = time.perf_counter()
+    reset = drkit("lab.reset")
+    reset_s = time.perf_counter() - start
+    if reset.returncode:
+        raise SystemExit(f"lab.reset failed: {(reset.stdout + reset.stderr)[-2000:]}")
+    return {"run_id": result["run_id"], "victim": victim["instance_id"],
+            "wall_s": round(wall, 2),
+            "writes_back_s": round(writes_back, 2), "rto_s": result["rto_s"],
+            "rpo_s": result["rpo_s"], "acknowledged": report["acknowledged"],
+            "lost": report["lost"], "write_unavailable_s": report["write_unavailable_s"],
+            "reset_s": round(reset_s, 2)}
+
+
 def base_capacity() -> dict[str, dict[str, int]]:
     """The lab's baseline ``capacity`` map, read from lab.auto.tfvars (its
     ``<region> = { db = N, app = M }`` lines), so a changed baseline is kept."""
@@ -242,6 +290,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--replica-rounds", type=int, default=1)
+    parser.add_argument("--primary-rounds", type=int, default=1)
     parser.add_argument("--zone-hosts", default="",
                         help="zone failover rounds with these app hosts per zone, e.g. 1,4,12")
     parser.add_argument("--out", type=Path)
@@ -275,7 +324,23 @@ def main() -> int:
         print(f"replica round {n + 1}: eu-west db {row['victim']}: wall {row['wall_s']:.1f} s; "
               f"RTO {row['rto_s']:.1f} s; canary {row['acknowledged']} acknowledged, "
               f"{row['lost']} lost (target 0); write downtime {row['write_unavailable_s']} s")
-    lost = sum(r["lost"] for r in replicas)
+    primaries = []
+    for n in range(args.primary_rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            row = primary_round(Path(tmp))
+        primaries.append(row)
+        verdict = "PASS" if row["writes_back_s"] <= TARGET_PRIMARY_S and \
+            row["write_unavailable_s"] <= TARGET_WRITE_GAP_S and row["lost"] == 0 else "MISS"
+        print(f"primary round {n + 1}: us-east db {row['victim']}: writes back "
+              f"{row['writes_back_s']:.1f} s after the kill (target {TARGET_PRIMARY_S:.0f} s); "
+              f"longest write gap {row['write_unavailable_s']} s (target "
+              f"{TARGET_WRITE_GAP_S:.0f} s); canary {row['acknowledged']} acknowledged, "
+              f"{row['lost']} lost; RPO {row['rpo_s']} s; wall {row['wall_s']:.1f} s, RTO "
+              f"{row['rto_s']:.1f} s (capacity back); lab.reset {row['reset_s']:.1f} s "
+              f"{verdict}")
+    lost = sum(r["lost"] for r in replicas + primaries)
+    primaries_ok = all(r["writes_back_s"] <= TARGET_PRIMARY_S
+                       and r["write_unavailable_s"] <= TARGET_WRITE_GAP_S for r in primaries)
     zones = []
     if BENCH_TFVARS.exists():  # a killed run's: every apply would keep its capacity
         print(f"removing {BENCH_TFVARS.name}, left by a killed run, and applying the baseline")
@@ -300,9 +365,10 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"target_app_s": TARGET_APP_S, "rounds": rows,
                                         "replica_rounds": replicas,
+                                        "primary_rounds": primaries,
                                         "target_zone_s": TARGET_ZONE_S, "zone_rounds": zones},
                                        indent=2) + "\n")
-    return 0 if met == len(rows) and lost == 0 and zones_ok else 1
+    return 0 if met == len(rows) and lost == 0 and zones_ok and primaries_ok else 1
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def target_node(topo: dict[str, Any], region: str) -> str | None:
             and topo["nodes"][first].get("streaming") is not False):
         return first
     streaming = [k for k in mine if topo["nodes"][k].get("role") == "replica"]
-    return max(streaming, key=lambda k: _received(topo["nodes"][k]), default=first)
+    return max(streaming, key=lambda k: received_lsn(topo["nodes"][k]), default=first)
 
 
 def replica_regions(topo: dict[str, Any], exclude: tuple[str | None, ...] = ()) -> list[str]:
@@ -108,7 +108,9 @@ def replica_regions(topo: dict[str, Any], exclude: tuple[str | None, ...] = ()) 
     return sorted(r for r in regions if r not in exclude)
 
 
-def _received(node: dict[str, Any]) -> int:
+def received_lsn(node: dict[str, Any]) -> int:
+    """How much WAL a replica has received (its replay position when it does not
+    say), as a byte position; 0 when unknown."""
     return parse_lsn(node.get("receive_lsn") or node.get("replay_lsn")) or 0
 
 

@@ -28,11 +28,11 @@ from drkit.registry import StepContext, probe
 SSH_PORT = 22
 #: Each role's service: the port it listens on and, for HTTP, its health path.
 SERVICES = {"app": {"port": 8080, "health": "/health"}, "db": {"port": 5432}}
-#: Roles RB-DR-001 replaces: app hosts, and db nodes that are replicas (a primary
-#: needs the in-region standby, issue 14: until then it is a region failover).
+#: Roles RB-DR-001 replaces: app hosts and db nodes (a primary only where its
+#: region has an in-region standby to take over).
 REPLACEABLE_ROLES = ("app", "db")
-PRIMARY_WAY_OUT = ("a failed database primary is a region failover until the region has an "
-                   "in-region standby: drkit failover --region eu-west --mode unplanned")
+PRIMARY_WAY_OUT = ("a database primary whose region has no in-region standby that answers is "
+                   "a region failover: drkit failover --region REGION --mode unplanned")
 
 
 def estate_nodes(ctx: StepContext) -> list[dict[str, Any]]:
@@ -129,11 +129,19 @@ def groups(ctx: StepContext, nodes: list[dict[str, Any]]) -> dict[str, dict[str,
 
 
 def database_primary(ctx: StepContext, secret: str) -> dict[str, Any]:
-    """Where the database primary is: ``{"id", "ip"}`` of the node that answers as
-    primary, else of the node db. points at (None when neither is known)."""
+    """:func:`primary_of` the estate's topology, found now."""
+    return primary_of(_topology(ctx, secret))
+
+
+def _topology(ctx: StepContext, secret: str) -> dict[str, Any]:
     from drkit.checks.estate import topology_probe
 
-    topology = topology_probe(ctx, secret, timeout=2.0)
+    return topology_probe(ctx, secret, timeout=2.0)
+
+
+def primary_of(topology: dict[str, Any]) -> dict[str, Any]:
+    """Where the database primary is: ``{"id", "ip"}`` of the node that answers as
+    primary, else of the node db. points at (None when neither is known)."""
     node = topology["nodes"].get(topology["primary_node"] or "")
     if node:
         return {"id": node["instance_id"], "ip": node["host"], "answers": True}
@@ -141,6 +149,26 @@ def database_primary(ctx: StepContext, secret: str) -> dict[str, Any]:
     if node and node.get("host"):
         return {"id": node.get("instance_id"), "ip": node["host"], "answers": False}
     return {"id": None, "ip": None, "answers": False}
+
+
+def in_region_standby(topology: dict[str, Any], instance_id: str) -> dict[str, Any] | None:
+    """The node that takes over from the primary on ``instance_id``: a replica of
+    the same region that answers (the one that received the most WAL when there
+    are several), or None (not the primary, or no such replica)."""
+    from drkit.checks.failover import received_lsn
+
+    if instance_id != primary_of(topology)["id"]:
+        return None
+    dead = next(n for n in topology["nodes"].values() if n.get("instance_id") == instance_id)
+    peers = [n for n in topology["nodes"].values()
+             if n.get("region") == dead.get("region") and n is not dead
+             and n.get("role") == "replica" and n.get("reachable")]
+    return max(peers, key=received_lsn, default=None)
+
+
+def takeovers(topology: dict[str, Any], ids: frozenset[str]) -> frozenset[str]:
+    """Which of the (possible) primaries ``ids`` an in-region standby can take over."""
+    return frozenset(i for i in ids if in_region_standby(topology, i) is not None)
 
 
 def possible_primaries(nodes: list[dict[str, Any]], primary: dict[str, Any]) -> frozenset[str]:
@@ -175,8 +203,9 @@ def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any
     ``secret``: the db credentials secret, REGION standing for the region."""
     found = {n["id"]: n for n in estate_nodes(ctx)}
     picked_roles = {found[i].get("role") for i in nodes if i in found}
-    primary = database_primary(ctx, secret) if "db" in picked_roles else {}
-    problems = []
+    topo = _topology(ctx, secret) if "db" in picked_roles else None
+    primary = primary_of(topo) if topo else {}
+    problems, promote = [], None
     for node_id in nodes:
         node = found.get(node_id)
         if node is None:
@@ -186,6 +215,9 @@ def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any
                             f"{', '.join(REPLACEABLE_ROLES)} nodes")
         elif not node.get("asg"):
             problems.append(f"{node_id}: in no Auto Scaling group, so nothing would replace it")
+        elif node["role"] == "db" and node_id == primary.get("id") and topo and \
+                (standby := in_region_standby(topo, node_id)):
+            promote = _takeover(topo, node, standby)
         elif node["role"] == "db" and (node_id == primary.get("id") or not primary.get("answers")):
             problems.append(f"{node_id}: " + ("the database primary" if node_id == primary.get("id")
                                               else "no node answers as the database primary")
@@ -201,24 +233,44 @@ def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any
                                 or (n.get("role") == "app" and n["region"] in serving)),
                 "cloud_region": cloud_region(ctx, n["region"]),
                 "group": asgs.get(n["asg"] or "", {})} for n in picked]
+    if promote:  # the rest of the run follows the new primary
+        primary = {"id": promote["target_id"], "ip": promote["target_host"], "answers": True}
     return {"nodes": planned, "problems": problems, "ok": not problems,
             "roles": sorted({n["role"] for n in planned}), "primary": primary,
+            "promote": promote,
+            # The primary stops waiting for the replicas replaced (not for itself).
             "sync_gone": sorted(topology.name_of_instance(ctx.env.regions, n) for n in planned
-                                if n["role"] == "db"),
+                                if n["role"] == "db"
+                                and n["id"] != (promote or {}).get("old_id")),
             "dns_remove": sorted(n["ip"] for n in planned if n["ip"] in in_dns),
             "names": ", ".join(f"{n['name']} ({n['id']}, {n['ip']}, {n['zone']})"
                                for n in planned)}
 
 
+def _takeover(topo: dict[str, Any], dead: dict[str, Any],
+              standby: dict[str, Any]) -> dict[str, Any]:
+    """What RB-DR-001's promote step needs to hand the dead primary's role to its
+    in-region standby."""
+    return {"region": standby["region"], "old_id": dead["id"], "old_host": dead["ip"],
+            "old_node": next(k for k, n in topo["nodes"].items()
+                             if n.get("instance_id") == dead["id"]),
+            "target_node": standby["key"], "target_host": standby["host"],
+            "target_id": standby["instance_id"],
+            "repoint_nodes": [k for k in topo["replicas"] if k != standby["key"]]}
+
+
 @probe("nodes.capacity")
 def capacity_probe(ctx: StepContext, replaced: list[dict[str, Any]],
                    replacements: list[dict[str, Any]], secret: str = "",
-                   primary_ip: str = "", timeout: float = 3.0) -> dict[str, Any]:
+                   primary_ip: str = "", promoted: bool = False,
+                   timeout: float = 3.0) -> dict[str, Any]:
     """Capacity after a replacement: every group of the ``replaced`` nodes runs its
     desired count of healthy instances, none of them a replaced node; each
     replacement answers its health check; app. answers with the replacements of
     nodes it answered with before, and without the replaced ones; a db
-    replacement streams from ``primary_ip`` (credentials from ``secret``)."""
+    replacement streams from ``primary_ip`` (credentials from ``secret``).
+    ``promoted``: a standby took over from the replaced primary; its promotion
+    reported the RPO, not this check."""
     now = {n["id"]: n for n in estate_nodes(ctx)}
     asgs = groups(ctx, [now.get(n["id"], n) for n in replaced])
     findings = []
@@ -257,13 +309,15 @@ def capacity_probe(ctx: StepContext, replaced: list[dict[str, Any]],
     if stale := sorted(({n["ip"] for n in replaced} - {r["ip"] for r in replacements})
                        & answer):
         findings.append(f"app. still answers with the replaced {', '.join(stale)}")
-    return {"groups": rows, "app_addresses": sorted(answer), "findings": findings,
-            "ok": not findings,
-            # App hosts hold no data, and a replica's is the primary's: every
-            # acknowledged write is on the primary.
-            "rpo": {"seconds": 0.0, "lost_writes": 0,
-                    "detail": {"why": "the replaced nodes held no data of their own (app "
-                                      "hosts, replicas)"}}}
+    out = {"groups": rows, "app_addresses": sorted(answer), "findings": findings,
+           "ok": not findings}
+    if not promoted:
+        # App hosts hold no data, and a replica's is the primary's: every
+        # acknowledged write is on the primary.
+        out["rpo"] = {"seconds": 0.0, "lost_writes": 0,
+                      "detail": {"why": "the replaced nodes held no data of their own (app "
+                                        "hosts, replicas)"}}
+    return out
 
 
 def _listing(nodes: list[dict[str, Any]]) -> str:
@@ -272,6 +326,7 @@ def _listing(nodes: list[dict[str, Any]]) -> str:
 
 def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
            force: bool = False, primaries: frozenset[str] = frozenset(),
+           takeovers: frozenset[str] = frozenset(),
            ) -> tuple[list[dict[str, Any]], list[str], str]:
     """The nodes ``replace-node`` acts on, from nodes with their :func:`health`:
     ``(chosen, problems, hint)``; chosen is empty when problems are not.
@@ -279,8 +334,10 @@ def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
     ``host`` names one node (a healthy one only with ``force``); ``auto`` takes
     every unhealthy node of a replaceable role. ``primaries``: the db nodes that
     are, or may be, the database primary (:func:`possible_primaries`); they are
-    refused. Pure: the CLI and its tests call it."""
+    refused unless in ``takeovers``, the primaries an in-region standby can take
+    over from (:func:`takeovers`). Pure: the CLI and its tests call it."""
     live = [n for n in nodes if n["state"] != "terminated"]
+    refused = primaries - takeovers
     if host:
         matches = find(live, host)
         if not matches:
@@ -294,7 +351,7 @@ def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
             return [], [f"{inventory_name(node)} is a {node.get('role')} node: replace-node "
                         f"replaces {' and '.join(REPLACEABLE_ROLES)} nodes"], \
                 "name an app host or a database replica"
-        if node["id"] in primaries:
+        if node["id"] in refused:
             return [], [f"{inventory_name(node)} is (or may be) the database primary"], \
                 PRIMARY_WAY_OUT
         if node.get("quarantined") and not force:
@@ -307,13 +364,13 @@ def select(nodes: list[dict[str, Any]], *, host: str = "", auto: bool = False,
         return [node], [], ""
     # A quarantined host answers nothing on purpose: it is evidence, not a failure.
     sick = [n for n in live if not n["healthy"] and not n.get("quarantined")]
-    chosen = [n for n in sick if n.get("role") in REPLACEABLE_ROLES and n["id"] not in primaries]
+    chosen = [n for n in sick if n.get("role") in REPLACEABLE_ROLES and n["id"] not in refused]
     if chosen:
         return chosen, [], ""
     if sick:
         return [], ["no unhealthy node is an app host or a database replica: "
                     + "; ".join(f"{inventory_name(n)}"
-                                + (" (the database primary)" if n["id"] in primaries else "")
+                                + (" (the database primary)" if n["id"] in refused else "")
                                 + f": {', '.join(n['problems'])}" for n in sick)], \
             PRIMARY_WAY_OUT
     return [], ["every node is healthy: nothing to replace"], \

@@ -3,8 +3,9 @@ is dead or sick.
 
 The node is resolved before a run starts: ``--host`` names it, ``--auto`` finds
 the unhealthy ones (drkit.checks.nodes: EC2 state, ssh, the service's health,
-every node at once). App hosts and database replicas are replaced; the database
-primary is refused (a region failover until the in-region standby exists). A bad
+every node at once). App hosts and database replicas are replaced; a database
+primary too where its region's in-region standby can take over (else it is a
+region failover, and refused). A bad
 request exits 2 and changes nothing; the run gets the chosen instance ids, so a
 resumed run acts on the same nodes.
 """
@@ -25,22 +26,24 @@ NODE_RUNBOOK = "RB-DR-001"
 def _choose_nodes(params: dict, host: str, auto: bool, force: bool):
     """check_env: resolve --host / --auto against the estate into params["nodes"]."""
     def check(environment) -> None:
-        from drkit.checks.estate import db_secret
+        from drkit.checks.estate import db_secret, topology_probe
         from drkit.checks.nodes import (
-            database_primary,
             estate_nodes,
             health_of,
             inventory_name,
             possible_primaries,
+            primary_of,
             select,
+            takeovers,
         )
 
         ctx = probe_context(environment)
         nodes = health_of(estate_nodes(ctx))
-        secret = db_secret(environment)
-        primaries = possible_primaries(nodes, database_primary(ctx, secret))
+        topo = topology_probe(ctx, db_secret(environment), timeout=2.0)
+        primaries = possible_primaries(nodes, primary_of(topo))
         chosen, problems, hint = select(nodes, host=host, auto=auto, force=force,
-                                        primaries=primaries)
+                                        primaries=primaries,
+                                        takeovers=takeovers(topo, primaries))
         if problems:
             raise ConfigError("replace-node: " + "; ".join(problems),
                               hint=f"{hint}; nothing was changed")
@@ -63,9 +66,10 @@ def _choose_nodes(params: dict, host: str, auto: bool, force: bool):
 def replace_node(c, host="", auto=False, force=False, incident_start="", dry_run=False,
                  yes=False, resume="", env="", json_=False, break_lock=False, from_="",
                  only="", severity=""):
-    """RB-DR-001: replace a failed app host or database replica through its Auto Scaling
-    group (out of DNS / out of the synchronous standbys first), configure the replacement
-    (app and secrets / a streaming replica), put it back and verify capacity."""
+    """RB-DR-001: replace a failed app host, database replica or primary through its Auto
+    Scaling group (out of DNS / out of the synchronous standbys first / its in-region
+    standby promoted first), configure the replacement (app and secrets / a streaming
+    replica), put it back and verify capacity."""
     check_env = None
     params: dict = {}
     if not resume:

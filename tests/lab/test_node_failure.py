@@ -13,10 +13,17 @@
    waiting for the dead standby, the replacement streams from the primary as the
    synchronous standby again.
 
-And the bad requests change nothing (the primary is refused, with the way out).
+3. node-kill of us-east's database primary under canary load, then
+   `replace-node --host`, killed while its promote step catches the in-region
+   standby up, and resumed: the in-region standby (us-east-b) is the primary,
+   promoted once, no acknowledged write lost, the longest write gap reported;
+   db. never named two hosts (sampled throughout); the dead node's replacement
+   streams from the new primary; no instance left over.
 
-What it leaves behind: the baseline capacity (new app and eu-west db instances),
-app. answering both app hosts, eu-west streaming synchronously, nothing broken.
+And the bad requests change nothing (a healthy primary needs --force).
+
+What it leaves behind: the baseline capacity (new app and db instances), app.
+answering both app hosts, the baseline primary back (lab.reset after scenario 3).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from tests.lab.runs import (
     RESOLVER,
     AppSampler,
     Canary,
+    DnsSampler,
     app_instances,
     drkit,
     finished_at,
@@ -61,7 +69,7 @@ def test_bad_requests_change_nothing(lab):
         (["--host", "i-0000000000nosuch"], "no node of the estate matches"),
         (["--host", "lab-us-east-app"], "names 2 nodes"),
         (["--host", healthy["instance_id"]], "is healthy"),
-        (["--host", db["ip"], "--force"], "is (or may be) the database primary"),
+        (["--host", db["ip"]], "is healthy"),
         (["--auto"], "every node is healthy"),
     ]
     for args, says in cases:
@@ -144,3 +152,45 @@ def test_a_killed_synchronous_standby_is_rebuilt_without_losing_a_write(lab, tmp
     assert result["status"] == "succeeded" and result["rpo_s"] == 0, result
     said = [e for e in journal(run_id) if e["event"] == "step_output" and e["step"] == "sync-out"]
     assert said, "the primary was never told to stop waiting for the dead standby"
+
+
+def test_a_killed_primary_is_taken_over_by_its_in_region_standby_without_losing_a_write(
+        lab, tmp_path):
+    from drkit.lab import database
+
+    dead, standby = lab.db_node("us-east"), lab.db_node("us-east-b")
+    timeline = database.topology()["nodes"]["us-east"]["timeline"]
+    dns = DnsSampler()
+    dns.thread.start()
+    try:
+        with Canary(tmp_path / "canary") as canary:
+            assert drkit("lab.chaos", "node-kill", "--host", dead["ip"]).returncode == 0
+            run_id = kill_when(["replace-node", "--host", dead["ip"], "--yes", "--json"], None,
+                               "the standby's catch-up", task_started(
+                                   "promote", "Read how much WAL each standby has received"),
+                               delay=0.2)
+            proc = drkit("replace-node", "--resume", run_id, "--yes", "--json", timeout=600)
+            assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+            canary.keep_writing()
+        report = canary.report()
+    finally:
+        dns.stop()
+    print(f"canary: {report['acknowledged']} acknowledged, {report['lost']} lost, longest "
+          f"write gap {report['write_unavailable_s']} s")
+    assert report["acknowledged"] > 0 and report["lost"] == 0, report
+    assert dns.samples and not dns.several_at_once(), dns.several_at_once()[:3]
+
+    topo = database.topology()
+    assert (topo["primary_node"], topo["primary_host"]) == ("us-east-b", standby["ip"]), topo
+    assert topo["nodes"]["us-east-b"]["timeline"] == timeline + 1  # promoted once
+    new = topo["nodes"]["us-east"]
+    assert new["instance_id"] != dead["instance_id"] and new["streaming"], new
+    assert new["receiver"]["sender_host"] == standby["ip"], new
+    assert all(topo["nodes"][k]["streaming"] for k in topo["replicas"]), topo["nodes"]
+    assert len(lab.hosts(role="db", dr_region="us-east")) == 2
+    result = result_of(proc)
+    assert result["status"] == "succeeded" and result["rpo_s"] == 0, result
+    print(f"replace-node (primary): RTO {result['rto_s']} s")
+
+    assert drkit("lab.reset").returncode == 0
+    assert database.topology()["primary_node"] == "us-east"

@@ -13,7 +13,15 @@ import threading
 
 import pytest
 
-from drkit.checks.nodes import find, health, possible_primaries, select
+from drkit.checks.nodes import (
+    find,
+    health,
+    in_region_standby,
+    possible_primaries,
+    select,
+    takeovers,
+)
+from tests.support.topology import REGIONS, probe_result
 
 
 def node(id_: str, ip: str, role: str = "app", *, healthy: bool = True,
@@ -76,6 +84,47 @@ def test_auto_takes_unhealthy_app_hosts_and_replicas_never_the_primary():
     sick_primary = [*healthy[:1], node("i-db", "10.10.1.5", role="db", healthy=False)]
     chosen, problems, hint = select(sick_primary, auto=True, primaries=PRIMARY)
     assert not chosen and "(the database primary)" in problems[0] and "failover" in hint
+
+
+TWO_ZONES = {**REGIONS, "us-east": {**REGIONS["us-east"],
+                                    "db_zones": ["us-east-1a", "us-east-1b"]}}
+
+
+def two_zone_topology(primary_role="primary", standby_role="replica", standby_lsn="0/5000000"):
+    return probe_result({
+        "us-east": {"role": primary_role, "host": "10.10.1.5", "instance_id": "i-db"},
+        "us-east-b": {"role": standby_role, "host": "10.10.2.5", "instance_id": "i-db-b",
+                      "receive_lsn": standby_lsn},
+        "eu-west": {"role": "replica", "host": "10.20.1.4", "instance_id": "i-replica",
+                    "receive_lsn": "0/5000100"},
+    }, regions=TWO_ZONES)
+
+
+def test_a_dead_primary_with_an_in_region_standby_is_taken_over_not_refused():
+    topo = two_zone_topology(primary_role=None)  # killed: db. still names it
+    assert in_region_standby(topo, "i-db")["key"] == "us-east-b"
+    assert in_region_standby(topo, "i-replica") is None  # not the primary
+    assert takeovers(topo, PRIMARY) == PRIMARY
+    sick_primary = [node("i-db", "10.10.1.5", role="db", healthy=False),
+                    node("i-db-b", "10.10.2.5", role="db")]
+    chosen, problems, _ = select(sick_primary, auto=True, primaries=PRIMARY,
+                                 takeovers=takeovers(topo, PRIMARY))
+    assert [n["id"] for n in chosen] == ["i-db"] and not problems
+    # Healthy, it is replaced only with --force, like any node.
+    healthy = [node("i-db", "10.10.1.5", role="db")]
+    live = two_zone_topology()
+    assert "is healthy" in select(healthy, host="i-db", primaries=PRIMARY,
+                                  takeovers=takeovers(live, PRIMARY))[1][0]
+
+
+def test_without_a_standby_that_answers_in_its_region_the_primary_is_refused():
+    topo = two_zone_topology(primary_role=None, standby_role=None)
+    assert in_region_standby(topo, "i-db") is None and takeovers(topo, PRIMARY) == frozenset()
+    chosen, problems, hint = select([node("i-db", "10.10.1.5", role="db", healthy=False)],
+                                    host="i-db", primaries=PRIMARY,
+                                    takeovers=takeovers(topo, PRIMARY))
+    assert not chosen and "is (or may be) the database primary" in problems[0]
+    assert "no in-region standby" in hint
 
 
 def test_a_dead_db_node_may_be_the_primary_when_none_answers():
