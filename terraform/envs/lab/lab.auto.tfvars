@@ -6,7 +6,7 @@ estate         = "lab"
 control_region = "us-west-2"
 
 capacity = {
-  us-east  = { db = 1, app = 2 }
+  us-east  = { db = 2, app = 2 }
   eu-west  = { db = 1, app = 1 }
   ap-south = { db = 1, app = 0 }
 }
