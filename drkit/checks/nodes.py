@@ -128,12 +128,8 @@ def groups(ctx: StepContext, nodes: list[dict[str, Any]]) -> dict[str, dict[str,
     return found
 
 
-def database_primary(ctx: StepContext, secret: str) -> dict[str, Any]:
-    """:func:`primary_of` the estate's topology, found now."""
-    return primary_of(_topology(ctx, secret))
-
-
-def _topology(ctx: StepContext, secret: str) -> dict[str, Any]:
+def estate_topology(ctx: StepContext, secret: str) -> dict[str, Any]:
+    """postgres.topology with a short timeout (a dead node costs 2 s)."""
     from drkit.checks.estate import topology_probe
 
     return topology_probe(ctx, secret, timeout=2.0)
@@ -203,7 +199,7 @@ def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any
     ``secret``: the db credentials secret, REGION standing for the region."""
     found = {n["id"]: n for n in estate_nodes(ctx)}
     picked_roles = {found[i].get("role") for i in nodes if i in found}
-    topo = _topology(ctx, secret) if "db" in picked_roles else None
+    topo = estate_topology(ctx, secret) if "db" in picked_roles else None
     primary = primary_of(topo) if topo else {}
     problems, promote = [], None
     for node_id in nodes:
@@ -217,7 +213,7 @@ def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any
             problems.append(f"{node_id}: in no Auto Scaling group, so nothing would replace it")
         elif node["role"] == "db" and node_id == primary.get("id") and topo and \
                 (standby := in_region_standby(topo, node_id)):
-            promote = _takeover(topo, node, standby)
+            promote = takeover(topo, node, standby)
         elif node["role"] == "db" and (node_id == primary.get("id") or not primary.get("answers")):
             problems.append(f"{node_id}: " + ("the database primary" if node_id == primary.get("id")
                                               else "no node answers as the database primary")
@@ -247,10 +243,10 @@ def plan_probe(ctx: StepContext, nodes: list[str], secret: str) -> dict[str, Any
                                for n in planned)}
 
 
-def _takeover(topo: dict[str, Any], dead: dict[str, Any],
-              standby: dict[str, Any]) -> dict[str, Any]:
-    """What RB-DR-001's promote step needs to hand the dead primary's role to its
-    in-region standby."""
+def takeover(topo: dict[str, Any], dead: dict[str, Any],
+             standby: dict[str, Any]) -> dict[str, Any]:
+    """What a promote step (RB-DR-001, RB-DR-002) needs to hand the primary's role
+    on instance ``dead`` ({id, ip}) to its in-region ``standby``."""
     return {"region": standby["region"], "old_id": dead["id"], "old_host": dead["ip"],
             "old_node": next(k for k, n in topo["nodes"].items()
                              if n.get("instance_id") == dead["id"]),

@@ -15,7 +15,15 @@ from typing import Any
 
 from drkit import topology
 from drkit.checks.aws import cloud_region, instances
-from drkit.checks.nodes import app_record, database_primary, health_of
+from drkit.checks.nodes import (
+    app_record,
+    estate_topology,
+    groups,
+    health_of,
+    in_region_standby,
+    primary_of,
+    takeover,
+)
 from drkit.registry import StepContext, probe
 
 MODES = ("planned", "unplanned")
@@ -100,7 +108,8 @@ def split_surplus(groups: dict[str, dict[str, Any]], hosts: list[dict[str, Any]]
 
 def request_problems(zone: str, *, restore: bool, region: str | None,
                      region_zones: list[str], known: list[str], shifted_zones: list[str],
-                     primary_zone: str | None) -> tuple[list[str], str]:
+                     primary_zone: str | None, standby: str | None = None,
+                     ) -> tuple[list[str], str]:
     """Why ``zone-failover --zone ZONE [--restore]`` cannot run, and the way out.
     Pure: the CLI's bad-input checks and their tests call it."""
     if region is None:
@@ -120,11 +129,25 @@ def request_problems(zone: str, *, restore: bool, region: str | None,
         return [f"zone {zone} is the only zone of region {region} still in"], \
             (f"a region failover moves the service: drkit failover --region <another region> "
              f"(region {region} has zones {', '.join(region_zones)})")
-    if primary_zone == zone:
-        return [f"the database primary runs in zone {zone}"], \
-            ("moving it needs the region's in-region standby (not in this topology yet); "
-             "a region failover moves it: drkit failover --region <another region>")
+    if primary_zone == zone and not standby:
+        return [f"the database primary runs in zone {zone} and no standby of region {region} "
+                "in another zone answers to take over"], \
+            "a region failover moves it: drkit failover --region <another region>"
     return [], ""
+
+
+def _to_rebuild(ctx: StepContext, topo: dict[str, Any],
+                dbs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The zone's database nodes that do not answer as replicas (the old primary,
+    fenced when the zone was shifted: its instance or its server stopped), as
+    node-replace.yml takes them. A replica whose WAL receiver is still reconnecting
+    after the zone came back needs nothing."""
+    replicas = {n.get("instance_id") for n in topo["nodes"].values()
+                if n.get("role") == "replica"}
+    stale = [n for n in dbs if n["id"] not in replicas and n.get("asg")]
+    asgs = groups(ctx, stale)
+    return [{**_host(ctx, n), "role": "db", "in_dns": False,
+             "group": asgs.get(n["asg"] or "", {})} for n in stale]
 
 
 def _host(ctx: StepContext, node: dict[str, Any]) -> dict[str, Any]:
@@ -152,12 +175,16 @@ def plan_probe(ctx: StepContext, zone: str, restore: bool = False, mode: str = "
     """What shifting ``zone`` away (or, with ``restore``, bringing it back) involves.
 
     Shift: the zone's app hosts (out of app. first), its database replicas (the
-    primary stops waiting for them), and the refusals of :func:`request_problems`;
-    ``planned`` (a practice run) also needs every node of the zone healthy.
+    primary stops waiting for them), the primary if it runs there (``promote``:
+    its in-region standby in another zone takes over, as RB-DR-001 does; planned,
+    a switchover), and the refusals of :func:`request_problems`; ``planned`` (a
+    practice run) also needs every node of the zone healthy.
     Restore: the zone's share of the region's app capacity comes back, and as many
     hosts of the other zones leave (the newest of each group over its share: out of
     app. first, then the Auto Scaling groups scale in with every other host
-    protected). ``secret``: the db credentials, REGION standing for the region."""
+    protected); the zone's database nodes that do not stream (a fenced old
+    primary) are replaced and rebuilt (``rebuild``). ``secret``: the db
+    credentials, REGION standing for the region."""
     region = region_of(ctx, zone)
     out: dict[str, Any] = {"zone": zone, "region": region, "restore": restore, "mode": mode}
     if region is None:
@@ -169,12 +196,20 @@ def plan_probe(ctx: StepContext, zone: str, restore: bool = False, mode: str = "
     nodes = instances(ctx, region)  # every state but terminated
     in_zone = [n for n in nodes if n["zone"] == zone]
     dbs = [n for n in in_zone if n.get("role") == "db"]
-    primary = database_primary(ctx, secret) if dbs else {}
-    primary_zone = zone if primary.get("id") in {n["id"] for n in dbs} else None
+    topo = estate_topology(ctx, secret) if dbs else None
+    primary = primary_of(topo) if topo else {}
+    old = next((n for n in dbs if n["id"] == primary.get("id")), None)
+    primary_zone = zone if old else None
+    standby = in_region_standby(topo, old["id"]) if topo and old and not restore else None
     zones_shifted = sorted(shifted(ctx, region))
     problems, hint = request_problems(zone, restore=restore, region=region,
                                       region_zones=region_zones, known=known_zones(ctx),
-                                      shifted_zones=zones_shifted, primary_zone=primary_zone)
+                                      shifted_zones=zones_shifted, primary_zone=primary_zone,
+                                      standby=standby and standby["key"])
+    promote = {**takeover(topo, old, standby), "mode": mode} if topo and old and standby \
+        else None
+    if promote:  # the rest of the run follows the new primary
+        primary = {"id": promote["target_id"], "ip": promote["target_host"], "answers": True}
     if not problems and mode == "planned" and not restore:
         sick = [n for n in health_of(in_zone) if not n["healthy"]]
         if sick:
@@ -197,9 +232,10 @@ def plan_probe(ctx: StepContext, zone: str, restore: bool = False, mode: str = "
             "region_zones": region_zones, "shifted": zones_shifted,
             "serving": any(n["ip"] in answer for n in apps),
             "app_hosts": [_host(ctx, n) for n in in_zone if n.get("role") == "app"],
-            "db_nodes": [_host(ctx, n) for n in dbs], "primary": primary,
+            "db_nodes": [_host(ctx, n) for n in dbs], "primary": primary, "promote": promote,
             "sync_gone": [] if restore else sorted({topology.name_of_instance(ctx.env.regions, n)
-                                                    for n in dbs}),
+                                                    for n in dbs if n is not old}),
+            "rebuild": _to_rebuild(ctx, topo, dbs) if restore and topo else [],
             "dns_remove": sorted(n["ip"] for n in leaving if n["ip"] in answer),
             "capacity": total, "shares_after": after,
             "surplus": [_host(ctx, n) for n in surplus],

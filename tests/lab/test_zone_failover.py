@@ -10,8 +10,15 @@ us-east-1a; no acknowledged write is lost. Then `lab.chaos restore` and
 `--restore`: the baseline is back (one app host per zone, app. answering both,
 no scale-in protection left, no shift recorded).
 
-And the bad requests, each refused with exit 2 and nothing changed: the
-primary's zone, a region's only zone, --restore of a zone never shifted.
+Then the database primary's zone: `lab.chaos zone-outage --zone us-east-1a` under
+canary load, `zone-failover --zone us-east-1a`: the standby in us-east-1b takes
+over (db. names it, no acknowledged write lost, db. never named two hosts), the
+service runs through us-east-1b, nothing is launched into the cut zone; after
+`lab.chaos restore`, `--restore` rebuilds the fenced old primary as a standby and
+brings the app capacity back; `lab.reset` then returns the primary to us-east-1a.
+
+And the bad requests, each refused with exit 2 and nothing changed: a region's
+only zone, --restore of a zone never shifted, a zone the estate does not have.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tests.lab.runs import (
     RESOLVER,
     AppSampler,
     Canary,
+    DnsSampler,
     app_instances,
     drkit,
     finished_at,
@@ -38,14 +46,13 @@ from tests.lab.runs import (
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 ZONE = "us-east-1b"
-SHIFT_RECORD = f"/drkit/lab/zone-shifts/{ZONE}"
 
 
-def shift_recorded() -> bool:
+def shift_recorded(zone: str = ZONE) -> bool:
     ssm = control_plane.client("ssm", "us-east-1")
     names = [p["Name"] for p in ssm.get_parameters_by_path(Path="/drkit/lab/zone-shifts")
              ["Parameters"]]
-    return SHIFT_RECORD in names
+    return f"/drkit/lab/zone-shifts/{zone}" in names
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +71,6 @@ def test_bad_requests_change_nothing(lab):
 
     before = state()
     cases = [
-        (["--zone", "us-east-1a"], "the database primary runs in zone us-east-1a"),
         (["--zone", "ap-south-1a"], "the only zone of region ap-south still in"),
         (["--zone", ZONE, "--restore"], "was never shifted away"),
         (["--zone", "us-east-1c"], "is not one of the estate's zones"),
@@ -138,3 +144,53 @@ def test_a_cut_zone_is_shifted_away_and_brought_back_without_a_client_noticing(l
     assert not sampler.failures, sampler.failures[:3]
     assert not shift_recorded()
     assert result_of(back)["status"] == "succeeded"
+
+
+def test_the_primarys_zone_is_shifted_by_promoting_the_standby_in_the_other_zone(
+        lab, tmp_path):
+    from drkit.lab import database
+
+    zone = "us-east-1a"
+    old, standby = lab.db_node("us-east"), lab.db_node("us-east-b")
+    assert old["zone"] == zone and database.topology()["primary_node"] == "us-east"
+    known = set(lab.view())  # every instance, any state
+    dns = DnsSampler()
+    dns.thread.start()
+    try:
+        with Canary(tmp_path / "canary") as canary:
+            assert drkit("lab.chaos", "zone-outage", "--zone", zone).returncode == 0
+            proc = drkit("zone-failover", "--zone", zone, "--yes", "--json", timeout=600)
+            assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+            canary.keep_writing()
+        report = canary.report()
+    finally:
+        dns.stop()
+    print(f"canary: {report['acknowledged']} acknowledged, {report['lost']} lost, longest "
+          f"write gap {report['write_unavailable_s']} s")
+    assert report["acknowledged"] > 0 and report["lost"] == 0, report
+    assert not dns.several_at_once(), dns.several_at_once()[:3]
+    topo = database.topology()
+    assert (topo["primary_node"], topo["primary_host"]) == ("us-east-b", standby["ip"]), topo
+    apps = app_instances(lab, running=True)
+    assert apps and all(r["zone"] == ZONE for r in apps.values()), apps
+    assert sorted(resolve(APP, resolver=RESOLVER)["addresses"]) == sorted(
+        r["ip"] for r in apps.values())
+    launched = [i for i, r in lab.view().items() if i not in known and r.get("zone") == zone]
+    assert not launched, f"launched into the cut zone: {launched}"
+    result = result_of(proc)
+    assert result["status"] == "succeeded" and result["rpo_s"] == 0, result
+    print(f"zone-failover of the primary's zone: RTO {result['rto_s']} s")
+
+    assert drkit("lab.chaos", "restore").returncode == 0
+    back = drkit("zone-failover", "--zone", zone, "--restore", "--yes", "--json", timeout=600)
+    assert back.returncode == 0, (back.stdout + back.stderr)[-4000:]
+    topo = database.topology()
+    rebuilt = topo["nodes"]["us-east"]
+    assert rebuilt["instance_id"] != old["instance_id"] and rebuilt["streaming"], rebuilt
+    assert rebuilt["receiver"]["sender_host"] == standby["ip"], rebuilt
+    restored = app_instances(lab, running=True)
+    assert sorted(r["zone"] for r in restored.values()) == [zone, ZONE], restored
+    assert not shift_recorded(zone) and result_of(back)["status"] == "succeeded"
+
+    assert drkit("lab.reset").returncode == 0
+    assert database.topology()["primary_node"] == "us-east"

@@ -27,13 +27,13 @@ def test_app_capacity_spreads_over_the_zones_in_as_terraform_does(total, zones, 
     assert sum(shares(total, zones, out).values()) == total
 
 
-def _refusal(zone, restore=False, shifted=(), primary_zone=None):
+def _refusal(zone, restore=False, shifted=(), primary_zone=None, standby=None):
     region = {"us-east-1a": "us-east", "us-east-1b": "us-east",
               "ap-south-1a": "ap-south"}.get(zone)
     region_zones = ["ap-south-1a"] if region == "ap-south" else ZONES
     return request_problems(zone, restore=restore, region=region, region_zones=region_zones,
                             known=[*ZONES, "ap-south-1a"], shifted_zones=list(shifted),
-                            primary_zone=primary_zone)
+                            primary_zone=primary_zone, standby=standby)
 
 
 @pytest.mark.parametrize(("request_", "problem", "way_out"), [
@@ -56,6 +56,8 @@ def test_bad_requests_are_refused_with_the_way_out(request_, problem, way_out):
 @pytest.mark.parametrize("request_", [
     {"zone": "us-east-1b"},
     {"zone": "us-east-1b", "primary_zone": "us-east-1a"},
+    # The primary's zone, with a standby in another zone to take over.
+    {"zone": "us-east-1a", "primary_zone": "us-east-1a", "standby": "us-east-b"},
     {"zone": "us-east-1b", "restore": True, "shifted": ["us-east-1b"]},
 ])
 def test_sound_requests_pass(request_):
