@@ -152,29 +152,40 @@ def one_round(n: int) -> dict[str, Any]:
             "failed_after_dns_out": sum(1 for r in failed if r[0] > out_at)}
 
 
-def replica_round(out: Path) -> dict[str, Any]:
+def _kill_and_replace(host: str, out: Path) -> tuple[dict[str, Any], float, float,
+                                                     dict[str, Any]]:
+    """node-kill ``host`` under a canary writing 60 rows/s through db., then
+    `replace-node --host`: the run's result, the kill's epoch time, the command's
+    wall time and the canary's report."""
     from drkit.lab import database
     from drkit.lab.canary import Canary
 
-    victim = next(r for r in database.topology()["nodes"].values()
-                  if r["region"] == "eu-west")
     writer = Canary(database.canary_config(out, rate=60.0, duration_s=None))
     thread = threading.Thread(target=writer.run, daemon=True)
     thread.start()
     time.sleep(3)
     try:
-        killed = drkit("lab.chaos", "node-kill", "--host", victim["host"])
+        killed_at = time.time()
+        killed = drkit("lab.chaos", "node-kill", "--host", host)
         if killed.returncode:
             raise SystemExit(f"node-kill failed: {killed.stderr[-1000:]}")
         start = time.perf_counter()
-        proc = drkit("replace-node", "--host", victim["host"], "--yes", "--json")
+        proc = drkit("replace-node", "--host", host, "--yes", "--json")
         wall = time.perf_counter() - start
         time.sleep(3)
     finally:
         writer.stop()
         thread.join(timeout=60)
     result = _result(proc, "replace-node")
-    report = database.canary_report(out)
+    return result, killed_at, wall, database.canary_report(out)
+
+
+def replica_round(out: Path) -> dict[str, Any]:
+    from drkit.lab import database
+
+    victim = next(r for r in database.topology()["nodes"].values()
+                  if r["region"] == "eu-west")
+    result, _, wall, report = _kill_and_replace(victim["host"], out)
     drkit("lab.chaos", "restore")
     return {"run_id": result["run_id"], "victim": victim["instance_id"],
             "wall_s": round(wall, 2), "rto_s": result["rto_s"],
@@ -185,28 +196,10 @@ def replica_round(out: Path) -> dict[str, Any]:
 def primary_round(out: Path) -> dict[str, Any]:
     from drkit.journal import RunState, parse_ts, read_events
     from drkit.lab import database
-    from drkit.lab.canary import Canary
 
     topo = database.topology()
     victim = topo["nodes"][topo["primary_node"]]
-    writer = Canary(database.canary_config(out, rate=60.0, duration_s=None))
-    thread = threading.Thread(target=writer.run, daemon=True)
-    thread.start()
-    time.sleep(3)
-    try:
-        killed_at = time.time()
-        killed = drkit("lab.chaos", "node-kill", "--host", victim["host"])
-        if killed.returncode:
-            raise SystemExit(f"node-kill failed: {killed.stderr[-1000:]}")
-        start = time.perf_counter()
-        proc = drkit("replace-node", "--host", victim["host"], "--yes", "--json")
-        wall = time.perf_counter() - start
-        time.sleep(3)
-    finally:
-        writer.stop()
-        thread.join(timeout=60)
-    result = _result(proc, "replace-node")
-    report = database.canary_report(out)
+    result, killed_at, wall, report = _kill_and_replace(victim["host"], out)
     state = RunState.from_events(read_events(
         PROJECT_ROOT / ".drkit" / "runs" / result["run_id"] / "journal.jsonl"))
     writes_back = parse_ts(state.marks["data_restored"]).timestamp() - killed_at

@@ -314,6 +314,23 @@ class DnsSampler:
         self._stop.set()
         self.thread.join(timeout=5)
 
+    def __enter__(self) -> DnsSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def several_at_once(self) -> list[tuple[float, list[str]]]:
         """Samples that named more than one address (two writable primaries)."""
         return [(t, a) for t, a in self.samples if len(a) > 1]
+
+
+def assert_no_write_lost(report: dict, dns: DnsSampler | None = None) -> None:
+    """The canary lost no acknowledged write (its longest write gap printed), and
+    db. never named two hosts while ``dns`` sampled it."""
+    print(f"canary: {report['acknowledged']} acknowledged, {report['lost']} lost, longest "
+          f"write gap {report['write_unavailable_s']} s")
+    assert report["acknowledged"] > 0 and report["lost"] == 0, report
+    if dns is not None:
+        assert dns.samples and not dns.several_at_once(), dns.several_at_once()[:3]
