@@ -25,7 +25,7 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
     findings: list[str] = []
     from_backup = source == "backup"
     nodes = topo["nodes"]
-    target_key = target_node(topo, region)
+    target_key = target_node(topo, region, first=failback)
     target = nodes.get(target_key or "") or {}
     current = topo["primary_region"]
     old = current or topo["dns_primary_region"]
@@ -77,29 +77,32 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
         "target_host": target.get("host"),
         "remaining_replicas": replica_regions(topo, exclude=(region, old)),
         # Every replica that answers, other than the one promoted: the old primary's
-        # in-region standby too, which a region-keyed list would leave behind.
-        "repoint_nodes": [k for k in topo["replicas"] if k != target_key],
+        # in-region standby too, which a region-keyed list would leave behind
+        # (planned; unplanned, the fence stops the old region's instances).
+        "repoint_nodes": [k for k in topo["replicas"] if k != target_key
+                          and (mode == "planned" or failback
+                               or nodes[k].get("region", k) != old)],
         "synchronous": synchronous,
         "estimated_loss": estimate,
         "unreachable": topo["unreachable"],
     }
 
 
-def target_node(topo: dict[str, Any], region: str) -> str | None:
+def target_node(topo: dict[str, Any], region: str, first: bool = False) -> str | None:
     """The node of ``region`` a failover promotes: the region's first node while it
-    streams, else the region's streaming replica that has received the most WAL, else
-    the first node (whose state the findings then explain). None for a region the
-    estate does not have."""
+    streams (always with ``first``: a failback, whose rejoin makes it a replica
+    again after this check), else the region's streaming replica that has received
+    the most WAL, else the first node (whose state the findings then explain). None
+    for a region the estate does not have."""
     mine = [k for k, n in topo["nodes"].items()
             if n.get("region", k) == region and not n.get("unexpected")]
     if not mine:
         return None
-    first = mine[0]
-    if (topo["nodes"][first].get("role") == "replica"
-            and topo["nodes"][first].get("streaming") is not False):
-        return first
+    if first or (topo["nodes"][mine[0]].get("role") == "replica"
+                 and topo["nodes"][mine[0]].get("streaming") is not False):
+        return mine[0]
     streaming = [k for k in mine if topo["nodes"][k].get("role") == "replica"]
-    return max(streaming, key=lambda k: received_lsn(topo["nodes"][k]), default=first)
+    return max(streaming, key=lambda k: received_lsn(topo["nodes"][k]), default=mine[0])
 
 
 def replica_regions(topo: dict[str, Any], exclude: tuple[str | None, ...] = ()) -> list[str]:

@@ -29,7 +29,23 @@ def drkit_sync_candidates(regions: dict[str, Any], primary_key: str,
                                     list(synchronous_regions), bool(in_region))
 
 
+def drkit_node_host(hosts: list[Any], regions: dict[str, Any], key: str) -> str:
+    """``groups['role_db'] | map('extract', hostvars) | drkit_node_host(drkit.regions,
+    'us-east')``: the address of the db host that is node ``key`` (a region's name is
+    its first node's key), '' when none runs."""
+    nodes = topology.db_nodes(regions)
+    for host in hosts:
+        if "drkit_region" not in host:
+            continue
+        node = topology.node_of(nodes, host["drkit_region"],
+                                host["drkit_zone"] if "drkit_zone" in host else None)
+        if node is not None and node.key == key:
+            return str(host["ansible_host"])
+    return ""
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"drkit_db_nodes": drkit_db_nodes, "drkit_db_node": drkit_db_node,
+                "drkit_node_host": drkit_node_host,
                 "drkit_sync_candidates": drkit_sync_candidates}

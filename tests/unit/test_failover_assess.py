@@ -147,6 +147,17 @@ def test_without_its_first_node_a_region_promotes_the_standby_that_received_most
     t = two_zone_topo(us_east=node(None, host=None, error="no running db instance"),
                       us_east_b=node("replica", host="10.10.2.4"),
                       eu_west=node("primary"), ap_south=node("replica"))
-    out = run(t, region="us-east", failback=True)
+    out = run(t, region="us-east")
     assert out["findings"] == []
     assert (out["target_node"], out["target_host"]) == ("us-east-b", "10.10.2.4")
+    # A failback promotes the first node, which its rejoin starts again.
+    assert run(t, region="us-east", failback=True)["target_node"] == "us-east"
+
+
+def test_an_unplanned_failover_repoints_no_node_of_the_lost_region_it_fences():
+    t = two_zone_topo(us_east=node(None, error="timeout"),
+                      us_east_b=node("replica", streaming=False, host="10.10.2.4"),
+                      eu_west=node("replica", streaming=False, sync_state=None),
+                      ap_south=node("replica", streaming=False))
+    out = run(t, mode="unplanned")
+    assert out["target_node"] == "eu-west" and out["repoint_nodes"] == ["ap-south"]

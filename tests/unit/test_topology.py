@@ -99,6 +99,14 @@ def test_the_playbooks_filters_name_nodes_as_python_does():
         "eu_west", "us_east_b"]
     with pytest.raises(ValueError, match="db_zones lists them"):
         filters["drkit_db_node"](TWO_ZONES, "us-east", "us-east-1c")
+    # A region's name is its first node's key, whichever host the inventory lists first.
+    hosts = [{"drkit_region": "us-east", "drkit_zone": "us-east-1b", "ansible_host": "10.10.2.4"},
+             {"drkit_region": "us-east", "drkit_zone": "us-east-1a", "ansible_host": "10.10.1.5"},
+             {"drkit_region": "eu-west", "drkit_zone": "eu-west-1b", "ansible_host": "10.20.2.4"}]
+    assert filters["drkit_node_host"](hosts, TWO_ZONES, "us-east") == "10.10.1.5"
+    assert filters["drkit_node_host"](hosts, TWO_ZONES, "us-east-b") == "10.10.2.4"
+    assert filters["drkit_node_host"](hosts, TWO_ZONES, "eu-west") == "10.20.2.4"
+    assert filters["drkit_node_host"](hosts, TWO_ZONES, "ap-south") == ""
 
 
 def test_the_labs_database_nodes_are_its_terraform_db_capacity():
