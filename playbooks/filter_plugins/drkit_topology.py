@@ -37,8 +37,7 @@ def drkit_node_host(hosts: list[Any], regions: dict[str, Any], key: str) -> str:
     for host in hosts:
         if "drkit_region" not in host:
             continue
-        node = topology.node_of(nodes, host["drkit_region"],
-                                host["drkit_zone"] if "drkit_zone" in host else None)
+        node = topology.node_of(nodes, host["drkit_region"], host.get("drkit_zone"))
         if node is not None and node.key == key:
             return str(host["ansible_host"])
     return ""
