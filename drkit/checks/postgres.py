@@ -86,7 +86,10 @@ SELECT pg_is_in_recovery() AS in_recovery,
        pg_last_wal_replay_lsn()::text AS replay_lsn,
        pg_last_xact_replay_timestamp() AS last_replay_at,
        CASE WHEN has_function_privilege('pg_control_checkpoint()', 'EXECUTE')
-            THEN (SELECT timeline_id FROM pg_control_checkpoint()) END AS checkpoint_timeline
+            THEN (SELECT timeline_id FROM pg_control_checkpoint()) END AS checkpoint_timeline,
+       CASE WHEN pg_is_in_recovery() AND has_function_privilege('pg_ls_waldir()', 'EXECUTE')
+            THEN (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+                  WHERE name ~ '^[0-9A-F]{8}([0-9A-F]{16}|[.]history)$') END AS wal_timeline
 """
 
 _RECEIVER_SQL = """
@@ -117,8 +120,10 @@ def node_status(dsn: str, *, timeout: float = 3.0) -> dict[str, Any]:
     Returns ``{reachable, error, role ('primary' | 'replica' | None), in_recovery,
     timeline, current_lsn, flush_lsn, receive_lsn, replay_lsn, last_replay_at,
     cluster_name, synchronous_standby_names, server_version, node}``. ``timeline`` is the
-    primary's current timeline, or on a replica the one it receives (else the last
-    checkpoint's)."""
+    primary's current timeline, or on a replica the one it receives; when it receives
+    nothing (its primary is gone), the newest timeline its pg_wal holds WAL or a
+    history file of (the last restartpoint's lags behind a timeline switch until the
+    next restartpoint)."""
     out: dict[str, Any] = {"node": safe_conninfo(dsn), "reachable": False, "error": None,
                            "role": None, "in_recovery": None, "timeline": None}
     try:
@@ -130,7 +135,8 @@ def node_status(dsn: str, *, timeout: float = 3.0) -> dict[str, Any]:
         return out
     in_recovery = bool(row["in_recovery"])
     if in_recovery:
-        timeline = (receiver or {}).get("received_tli") or row["checkpoint_timeline"]
+        timeline = (receiver or {}).get("received_tli") or max(
+            (t for t in (row["wal_timeline"], row["checkpoint_timeline"]) if t), default=None)
     else:
         timeline = row["primary_timeline"]
     out.update(
