@@ -82,8 +82,7 @@ def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
     if scenario == "primary-failure":
         why = (f"the primary in {failed} " + ("answers (--force): a planned switchover"
                                                if current else "does not answer")
-               + f"; with one database node per region the standby is {target}'s {kind} "
-               "replica")
+               + f"; the standby promoted is {target}'s {kind} replica")
     else:
         why = (f"{failed} " + ("answers (--force): a planned switchover" if current
                                else "is lost")

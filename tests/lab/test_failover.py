@@ -390,7 +390,7 @@ def test_unplanned_async_failover_reports_rpo_evidence_that_agrees_with_the_cana
             chaos.restore(lab.paths, host=old_primary, wait_s=30)
     decided = decisions(result["run_id"])
     assert decided[0] == ("db-recovery decided: primary-failure: the primary in us-east does "
-                          "not answer; with one database node per region the standby is "
+                          "not answer; the standby promoted is "
                           "ap-south's asynchronous replica: promoting it (RB-DR-003 unplanned, "
                           "as drkit failover --region ap-south --mode unplanned)"), decided[:2]
     report = canary.report()
