@@ -308,6 +308,22 @@ def test_collection_modules_run_under_drkits_strategy_task_after_task(tmp_path: 
     assert result.outputs["facts"]["localhost"]["lines"] == 4
 
 
+def test_a_playbooks_commands_may_run_on_every_cpu_drkit_may_use(tmp_path: Path):
+    """Mitogen would pin Ansible's workers and what they start to one CPU (on 2 or 3
+    CPUs); drkit's strategy leaves placement to the scheduler."""
+    playbook = tmp_path / "cpus.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.command: grep Cpus_allowed_list /proc/self/status\n"
+        "      register: cpus\n      changed_when: false\n"
+        "    - ansible.builtin.set_stats: {data: {drkit_outputs: {cpus: "
+        "'{{ cpus.stdout.split()[-1] }}'}}}\n")
+    result = run_playbook(playbook, inventory=INVENTORY, private_data_dir=tmp_path / "pdd")
+    assert result.ok, result.tail
+    allowed = Path("/proc/self/status").read_text().split("Cpus_allowed_list:")[1].split()[0]
+    assert result.outputs["facts"]["localhost"]["cpus"] == allowed
+
+
 def test_playbook_timeout_is_a_failed_result(tmp_path: Path):
     playbook = tmp_path / "slow.yml"
     playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n"
