@@ -45,7 +45,7 @@ def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
                     synchronous_regions: list[str]) -> Decision:
     """primary-failure and region-failure: the region whose replica is promoted."""
     nodes = topo["nodes"]
-    regions = sorted({n.get("region", k) for k, n in nodes.items()})
+    regions = sorted({n["region"] for k, n in nodes.items()})
     current = topo["primary_region"]  # answers as primary, else None
     failed = current or topo["dns_primary_region"] or "the primary's region"
     if len(topo.get("primaries", [])) > 1:
@@ -123,16 +123,16 @@ def _standby(nodes: dict[str, Any], failed: str, synchronous_regions: list[str])
     region with a replica that answers, else the region of the least lagging replica.
     Only other regions: the failed region's own standby is RB-DR-001's to promote."""
     outside = {k: n for k, n in nodes.items()
-               if n.get("region", k) != failed and n.get("role") == "replica"}
+               if n["region"] != failed and n.get("role") == "replica"}
     for region in synchronous_regions:
-        if any(n.get("region", k) == region for k, n in outside.items()):
+        if any(n["region"] == region for k, n in outside.items()):
             return region
     best = min(outside, key=lambda k: outside[k].get("lag_bytes") or 0, default=None)
-    return outside[best].get("region", best) if best else None
+    return outside[best]["region"] if best else None
 
 
 def _replicas(nodes: dict[str, Any], failed: str) -> str:
     """The other regions with a replica that answers."""
-    found = {n.get("region", k) for k, n in nodes.items()
-             if n.get("region", k) != failed and n.get("role") == "replica"}
+    found = {n["region"] for k, n in nodes.items()
+             if n["region"] != failed and n.get("role") == "replica"}
     return ", ".join(sorted(found)) or "none"

@@ -81,7 +81,7 @@ def assess(topo: dict[str, Any], *, region: str, mode: str, allow_data_loss: boo
         # (planned; unplanned, the fence stops the old region's instances).
         "repoint_nodes": [k for k in topo["replicas"] if k != target_key
                           and (mode == "planned" or failback
-                               or nodes[k].get("region", k) != old)],
+                               or nodes[k]["region"] != old)],
         "synchronous": synchronous,
         "estimated_loss": estimate,
         "unreachable": topo["unreachable"],
@@ -95,7 +95,7 @@ def target_node(topo: dict[str, Any], region: str, first: bool = False) -> str |
     the most WAL, else the first node (whose state the findings then explain). None
     for a region the estate does not have."""
     mine = [k for k, n in topo["nodes"].items()
-            if n.get("region", k) == region and not n.get("unexpected")]
+            if n["region"] == region and not n.get("unexpected")]
     if not mine:
         return None
     if first or (topo["nodes"][mine[0]].get("role") == "replica"
@@ -107,7 +107,7 @@ def target_node(topo: dict[str, Any], region: str, first: bool = False) -> str |
 
 def replica_regions(topo: dict[str, Any], exclude: tuple[str | None, ...] = ()) -> list[str]:
     """The regions with a replica that answers, other than ``exclude``."""
-    regions = {topo["nodes"][k].get("region", k) for k in topo["replicas"]}
+    regions = {topo["nodes"][k]["region"] for k in topo["replicas"]}
     return sorted(r for r in regions if r not in exclude)
 
 

@@ -7,13 +7,14 @@ import pytest
 
 from drkit.checks.db_recovery import FAILOVER_RUNBOOK, decide_failover
 from drkit.errors import ConfigError
+from tests.support.topology import probe_result
 
 SYNC = ["eu-west"]
 
 
-def topo(primary: str | None = "us-east", *, down: tuple[str, ...] = (),
-         west: str = "replica") -> dict:
-    """The lab's three regions: us-east primary, eu-west sync, ap-south async."""
+def topo(*, down: tuple[str, ...] = (), west: str = "replica") -> dict:
+    """The lab's three regions as the probe answers: us-east primary, eu-west sync,
+    ap-south async; the regions in ``down`` do not answer."""
     nodes = {
         "us-east": {"role": "primary", "host": "10.10.1.5"},
         "eu-west": {"role": west, "host": "10.20.1.5", "streaming": True, "sync_state": "sync",
@@ -24,9 +25,7 @@ def topo(primary: str | None = "us-east", *, down: tuple[str, ...] = (),
     for region in down:
         nodes[region] = {"role": None, "host": nodes[region]["host"],
                          "error": "connection timed out"}
-    return {"nodes": nodes, "primary_region": primary,
-            "dns_primary_region": "us-east",
-            "primaries": [primary] if primary else []}
+    return probe_result(nodes)
 
 
 def decide(t: dict, scenario: str, target: str = "", **kw):
@@ -37,7 +36,7 @@ def decide(t: dict, scenario: str, target: str = "", **kw):
 
 
 def test_a_lost_primary_promotes_the_synchronous_replica_unplanned():
-    d = decide(topo(None, down=("us-east",)), "primary-failure")
+    d = decide(topo(down=("us-east",)), "primary-failure")
     assert d.runbook == FAILOVER_RUNBOOK
     assert d.params == {"region": "eu-west", "mode": "unplanned", "allow_data_loss": False}
     assert "the primary in us-east does not answer" in d.line
@@ -46,7 +45,7 @@ def test_a_lost_primary_promotes_the_synchronous_replica_unplanned():
 
 
 def test_a_lost_region_promotes_the_named_regions_replica():
-    d = decide(topo(None, down=("us-east",)), "region-failure", "ap-south",
+    d = decide(topo(down=("us-east",)), "region-failure", "ap-south",
                allow_data_loss=True)
     assert d.params == {"region": "ap-south", "mode": "unplanned", "allow_data_loss": True}
     assert d.line == ("region-failure: us-east is lost; ap-south has a asynchronous replica "
@@ -66,7 +65,7 @@ def test_a_primary_that_answers_is_refused_without_force_and_switched_over_with_
 
 
 def test_a_region_without_a_replica_that_answers_is_restored_from_the_backups():
-    lost = topo(None, down=("us-east", "eu-west"))
+    lost = topo(down=("us-east", "eu-west"))
     d = decide(lost, "region-failure", "eu-west", allow_data_loss=True)
     assert d.runbook == FAILOVER_RUNBOOK
     assert d.params == {"region": "eu-west", "mode": "unplanned", "source": "backup",
@@ -79,7 +78,7 @@ def test_a_region_without_a_replica_that_answers_is_restored_from_the_backups():
 
 def test_a_restore_from_the_backups_needs_the_loss_accepted_and_a_lost_primary():
     with pytest.raises(ConfigError) as refused:
-        decide(topo(None, down=("us-east", "eu-west")), "region-failure", "eu-west")
+        decide(topo(down=("us-east", "eu-west")), "region-failure", "eu-west")
     text = str(refused.value)
     assert "no replica answers in eu-west (connection timed out)" in text
     assert "losing the commits not archived yet" in text and "--allow-data-loss" in text
@@ -92,13 +91,13 @@ def test_a_restore_from_the_backups_needs_the_loss_accepted_and_a_lost_primary()
 
 def test_the_failed_region_or_an_unknown_one_is_not_a_target():
     with pytest.raises(ConfigError, match="us-east holds the primary"):
-        decide(topo(None, down=("us-east",)), "region-failure", "us-east")
+        decide(topo(down=("us-east",)), "region-failure", "us-east")
     with pytest.raises(ConfigError, match="'mars' is not one of"):
-        decide(topo(None, down=("us-east",)), "region-failure", "mars")
+        decide(topo(down=("us-east",)), "region-failure", "mars")
 
 
 def test_with_the_synchronous_replica_down_too_the_other_replica_is_the_standby():
-    d = decide(topo(None, down=("us-east", "eu-west")), "primary-failure")
+    d = decide(topo(down=("us-east", "eu-west")), "primary-failure")
     assert d.params["region"] == "ap-south"
     assert "ap-south's asynchronous replica" in d.line
 
