@@ -10,6 +10,7 @@ a region that is up; the password never leaves this module.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,14 +124,20 @@ def topology_probe(ctx: StepContext, secret: str, prefer_region: str | None = No
                for region in sorted(ctx.env.regions)}
     # An estate with no database host at all (one to be built) needs no credentials.
     creds = db_credentials(ctx, secret, order) if any(running.values()) else {}
+    by_node = db_instances_by_node(ctx.env.regions, running)
+    # Every node at once: a dead one costs one timeout, not one per node after it.
+    with ThreadPoolExecutor(max_workers=max(1, len(by_node))) as pool:
+        asked = {key: pool.submit(replication_status, dsn(node["instance"]["ip"], creds),
+                                  timeout=timeout)
+                 for key, node in by_node.items() if node["instance"] is not None}
     nodes: dict[str, Any] = {}
-    for key, node in db_instances_by_node(ctx.env.regions, running).items():
+    for key, node in by_node.items():
         inst = node.pop("instance")
         if inst is None:
             nodes[key] = {**node, "host": None, "reachable": False, "role": None,
                           "error": "no running db instance"}
             continue
-        status = replication_status(dsn(inst["ip"], creds), timeout=timeout)
+        status = asked[key].result()
         status.update(node, host=inst["ip"], instance_id=inst["id"])
         nodes[key] = status
     primaries = [k for k, n in nodes.items() if n.get("role") == "primary"]

@@ -13,6 +13,7 @@ resumed run acts on the same nodes.
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from invoke import task
 
@@ -38,8 +39,12 @@ def _choose_nodes(params: dict, host: str, auto: bool, force: bool):
         )
 
         ctx = probe_context(environment)
-        nodes = health_of(estate_nodes(ctx))
-        topo = topology_probe(ctx, db_secret(environment), timeout=2.0)
+        # The health checks (sockets only) beside the database probe: a dead node's
+        # timeouts overlap instead of adding up.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            checked = pool.submit(health_of, estate_nodes(ctx))
+            topo = topology_probe(ctx, db_secret(environment), timeout=2.0)
+            nodes = checked.result()
         primaries = possible_primaries(nodes, primary_of(topo))
         chosen, problems, hint = select(nodes, host=host, auto=auto, force=force,
                                         primaries=primaries,
