@@ -2,10 +2,13 @@
 function over the discovered topology (drkit.checks.estate), so every choice and
 every refusal is a sentence a test can assert.
 
-- primary-failure: the standby is promoted. This estate runs one database node
-  per region (the in-region standby of issue 14 is not built), so the standby is
-  another region's replica: the synchronous one unless --target-region names
-  another. RB-DR-003, unplanned when the primary does not answer.
+- primary-failure: the standby is promoted. A dead primary whose region runs a
+  standby that answers (two database nodes in two zones) is taken over by it
+  in the region: RB-DR-001, as `replace-node --host` the dead node (zero loss,
+  nothing moves region, the dead node rebuilt as the new standby). Otherwise,
+  or with --target-region, the standby is another region's replica: the
+  synchronous one unless --target-region names another. RB-DR-003, unplanned
+  when the primary does not answer.
 - region-failure: the replica in --target-region is promoted (RB-DR-003). With no
   replica answering there, the database is restored onto that region's database
   host from the backups (RB-DR-003 --source backup: the region's own repository
@@ -26,6 +29,7 @@ from drkit.checks.failover import target_node
 from drkit.errors import ConfigError
 
 FAILOVER_RUNBOOK = "RB-DR-003"
+NODE_RUNBOOK = "RB-DR-001"
 CORRUPTION_RUNBOOK = "RB-DR-004"
 SCENARIOS = ("primary-failure", "region-failure", "corruption")
 
@@ -65,6 +69,10 @@ def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
                           hint=f"a planned move is drkit failover --region "
                                f"{target_region or 'REGION'}; --force moves it anyway (a "
                                "zero-loss switchover); nothing was changed")
+    if scenario == "primary-failure" and not current and not target_region:
+        in_region = _in_region_takeover(topo, failed)
+        if in_region:
+            return in_region
     target = target_region or _standby(nodes, failed, synchronous_regions)
     node = nodes.get(target_node(topo, target) or "") if target else {}
     node = node or {}
@@ -92,6 +100,21 @@ def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
     params = {"region": target, "mode": mode,
               "allow_data_loss": bool(allow_data_loss and mode == "unplanned")}
     return Decision(FAILOVER_RUNBOOK, params, line)
+
+
+def _in_region_takeover(topo: dict[str, Any], failed: str) -> Decision | None:
+    """A dead primary whose region has a standby that answers: RB-DR-001 replaces
+    the dead node, its in-region standby taking over first; None otherwise."""
+    from drkit.checks.nodes import in_region_standby, primary_of
+
+    dead = primary_of(topo)
+    standby = in_region_standby(topo, dead["id"]) if dead["id"] else None
+    if standby is None:
+        return None
+    line = (f"primary-failure: the primary in {failed} ({dead['ip']}) does not answer; "
+            f"{standby['key']}, its in-region standby, answers: promoting it and replacing "
+            f"the dead node (RB-DR-001, as drkit replace-node --host {dead['id']})")
+    return Decision(NODE_RUNBOOK, {"nodes": [dead["id"]], "force": False}, line)
 
 
 def _from_backup(target: str, failed: str, why: str, *, current: str | None,

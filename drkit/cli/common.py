@@ -8,6 +8,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -174,6 +175,15 @@ def check_run_id(text: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What a task's ``check_env`` decided against the estate: the runbook to run
+    (db-recovery picks one per failure) and the decision line saying why."""
+
+    runbook: str
+    line: str
+
+
 def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
                 dry_run: bool = False, yes: bool = False, resume: str = "",
                 from_step: str = "", only: str = "", break_lock: bool = False,
@@ -187,7 +197,8 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
     Every option is checked before anything runs: alone, together, and against the
     environment's settings by ``check_env`` (a task's own rules, e.g. a known region).
     A ``check_env`` that returns a string has made a decision (which runbook, why):
-    it becomes the run's first journaled decision line."""
+    it becomes the run's first journaled decision line; one that returns a
+    ``Choice`` has also chosen the runbook that runs."""
     if from_step and only:
         raise ConfigError(f"--from {from_step} and --only {only} together: --from runs the "
                           "steps from one on, --only runs one step", hint="pass one of them")
@@ -204,6 +215,8 @@ def run_runbook(runbook_ref: str, params: dict[str, Any], *, env: str = "",
     project = find_project()
     environment = load_environment(project, env or None)
     decided = check_env(environment) if check_env else None
+    if isinstance(decided, Choice):
+        runbook_ref, decided = decided.runbook, decided.line
     display = make_display(json_mode=json_mode)
     options = RunOptions(dry_run=dry_run, yes=yes, resume=resume or None,
                          from_step=from_step or None, only=only or None,

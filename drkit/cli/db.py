@@ -1,8 +1,9 @@
 """`invoke db-recovery --scenario ...`: the seeds' database recovery script as one
 entry point, each scenario the runbook that does it (drkit.checks.db_recovery):
 
-- primary-failure: the standby promoted (RB-DR-003 to the synchronous replica's
-  region, or --target-region);
+- primary-failure: the standby promoted: a dead primary's in-region standby
+  (RB-DR-001, the dead node then replaced), else RB-DR-003 to the synchronous
+  replica's region, or to --target-region;
 - region-failure: the replica in --target-region promoted (RB-DR-003); with no
   replica answering there, the database restored onto that region's host from the
   backups (RB-DR-003 --source backup; needs --allow-data-loss);
@@ -23,10 +24,12 @@ from invoke import task
 from drkit.checks.db_recovery import (
     CORRUPTION_RUNBOOK,
     FAILOVER_RUNBOOK,
+    NODE_RUNBOOK,
     SCENARIOS,
     decide_failover,
 )
 from drkit.cli.common import (
+    Choice,
     maps_errors,
     parse_time,
     probe_context,
@@ -42,7 +45,7 @@ from drkit.errors import ConfigError
 def _decide(params: dict, scenario: str, target_region: str, force: bool,
             allow_data_loss: bool):
     """check_env: the failover scenarios against the live topology, into params."""
-    def check(environment) -> str:
+    def check(environment) -> Choice:
         from drkit.checks.estate import db_secret, topology_probe
 
         if target_region:
@@ -54,7 +57,7 @@ def _decide(params: dict, scenario: str, target_region: str, force: bool,
                                    force=force, allow_data_loss=allow_data_loss,
                                    synchronous_regions=list(sync))
         params.update(decision.params)
-        return _said(decision.line)
+        return Choice(decision.runbook, _said(decision.line))
     return check
 
 
@@ -84,11 +87,13 @@ def _said(line: str) -> str:
 
 
 @task(help={
-    "scenario": "primary-failure (promote the standby), region-failure (promote the "
+    "scenario": "primary-failure (promote the standby: the dead primary's in-region "
+                "standby, else another region's), region-failure (promote the "
                 "replica in --target-region, else restore it there from the backups) or "
                 "corruption (the database back to just before --backup-time)",
     "target-region": "the region to recover into, e.g. eu-west (region-failure: required; "
-                     "primary-failure: default the synchronous replica's region)",
+                     "primary-failure: default the dead primary's own region when its "
+                     "in-region standby answers, else the synchronous replica's region)",
     "backup-time": "corruption: recover to just before this time (ISO 8601, UTC or with "
                    "its offset)",
     "force": "move a primary that still answers (a planned, zero-loss switchover)",
@@ -100,16 +105,19 @@ def _said(line: str) -> str:
 def db_recovery(c, scenario="", target_region="", backup_time="", force=False,
                 allow_data_loss=False, incident_start="", dry_run=False, yes=False, resume="",
                 env="", json_=False, break_lock=False, from_="", only="", severity=""):
-    """The seeds' database recovery: --scenario primary-failure or region-failure
-    promotes a replica (RB-DR-003), corruption rewinds the database to just before
-    --backup-time (RB-DR-004); the choice is the run's first decision line."""
+    """The seeds' database recovery: --scenario primary-failure promotes a dead
+    primary's in-region standby (RB-DR-001) or another region's replica (RB-DR-003),
+    region-failure promotes the replica in --target-region (RB-DR-003), corruption
+    rewinds the database to just before --backup-time (RB-DR-004); the choice is the
+    run's first decision line."""
     options = {**run_options(env, dry_run, yes, json_, break_lock, from_, only, incident_start),
                "severity": severity}
     given = {"--scenario": scenario, "--target-region": target_region,
              "--backup-time": backup_time, "--force": force,
              "--allow-data-loss": allow_data_loss}
     if resume:
-        resume_one_of((FAILOVER_RUNBOOK, CORRUPTION_RUNBOOK), resume, task_name="db-recovery",
+        resume_one_of((FAILOVER_RUNBOOK, NODE_RUNBOOK, CORRUPTION_RUNBOOK), resume,
+                      task_name="db-recovery",
                       given=given, **options)
         return
     require_choice(scenario, SCENARIOS, "--scenario", task="db-recovery",

@@ -13,9 +13,12 @@
    waiting for the dead standby, the replacement streams from the primary as the
    synchronous standby again.
 
-3. node-kill of us-east's database primary under canary load, then
-   `replace-node --host`, killed while its promote step catches the in-region
-   standby up, and resumed: the in-region standby (us-east-b) is the primary,
+3. node-kill of us-east's database primary under canary load, then the
+   operator's database entry point, `db-recovery --scenario primary-failure`,
+   which picks RB-DR-001 (replace-node of the dead node) because the primary's
+   in-region standby answers; killed while its promote step catches the
+   in-region standby up, and resumed with `replace-node --resume`: the in-region
+   standby (us-east-b) is the primary,
    promoted once, no acknowledged write lost, the longest write gap reported;
    db. never named two hosts (sampled throughout); the dead node's replacement
    streams from the new primary; no instance left over.
@@ -163,10 +166,15 @@ def test_a_killed_primary_is_taken_over_by_its_in_region_standby_without_losing_
     timeline = database.topology()["nodes"]["us-east"]["timeline"]
     with DnsSampler() as dns, Canary(tmp_path / "canary") as canary:
         assert drkit("lab.chaos", "node-kill", "--host", dead["ip"]).returncode == 0
-        run_id = kill_when(["replace-node", "--host", dead["ip"], "--yes", "--json"], None,
-                           "the standby's catch-up", task_started(
+        run_id = kill_when(["db-recovery", "--scenario", "primary-failure", "--yes", "--json"],
+                           None, "the standby's catch-up", task_started(
                                "promote", "Read how much WAL each standby has received"),
                            delay=0.2)
+        assert run_id.endswith("-RB-DR-001"), run_id
+        decided = [e["text"] for e in journal(run_id) if e["event"] == "decision"]
+        assert any(t.startswith("db-recovery decided: primary-failure: the primary in us-east "
+                                f"({dead['ip']}) does not answer; us-east-b, its in-region "
+                                "standby, answers") for t in decided), decided
         proc = drkit("replace-node", "--resume", run_id, "--yes", "--json", timeout=600)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
         canary.keep_writing()

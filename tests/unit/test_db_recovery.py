@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from drkit.checks.db_recovery import FAILOVER_RUNBOOK, decide_failover
+from drkit.checks.db_recovery import FAILOVER_RUNBOOK, NODE_RUNBOOK, decide_failover
 from drkit.errors import ConfigError
-from tests.support.topology import probe_result
+from tests.support.topology import REGIONS, probe_result
 
 SYNC = ["eu-west"]
 
@@ -107,3 +107,49 @@ def test_two_writable_primaries_are_refused():
     t["primaries"] = ["us-east", "eu-west"]
     with pytest.raises(ConfigError, match="split brain"):
         decide(t, "primary-failure", force=True)
+
+
+TWO_NODES = {**REGIONS, "us-east": {**REGIONS["us-east"],
+                                    "db_zones": ["us-east-1a", "us-east-1b"]}}
+
+
+def two_nodes(*, down: tuple[str, ...] = ("us-east",)) -> dict:
+    """us-east with its in-region standby (us-east-b); the nodes in ``down`` do not
+    answer (by default the primary: its host died, its instance still runs)."""
+    nodes = {
+        "us-east": {"role": "primary", "host": "10.10.1.5", "instance_id": "i-0dead"},
+        "us-east-b": {"role": "replica", "host": "10.10.2.5", "instance_id": "i-0b",
+                      "streaming": True, "sync_state": "sync", "lag_bytes": 0,
+                      "receive_lsn": "0/3000060"},
+        "eu-west": {"role": "replica", "host": "10.20.1.5", "instance_id": "i-0w",
+                    "streaming": True, "sync_state": "potential", "lag_bytes": 0},
+        "ap-south": {"role": "replica", "host": "10.30.1.4", "instance_id": "i-0s",
+                     "streaming": True, "sync_state": "async", "lag_bytes": 4096},
+    }
+    for key in down:
+        nodes[key] = {"role": None, "host": nodes[key]["host"],
+                      "instance_id": nodes[key]["instance_id"], "error": "connection timed out"}
+    return probe_result(nodes, regions=TWO_NODES)
+
+
+def test_a_dead_primary_with_an_in_region_standby_is_taken_over_in_its_region():
+    d = decide(two_nodes(), "primary-failure")
+    assert d.runbook == NODE_RUNBOOK
+    assert d.params == {"nodes": ["i-0dead"], "force": False}
+    assert d.line == ("primary-failure: the primary in us-east (10.10.1.5) does not answer; "
+                      "us-east-b, its in-region standby, answers: promoting it and replacing "
+                      "the dead node (RB-DR-001, as drkit replace-node --host i-0dead)")
+
+
+def test_a_named_target_region_or_a_dead_in_region_standby_fails_over_to_another_region():
+    named = decide(two_nodes(), "primary-failure", "ap-south", allow_data_loss=True)
+    assert (named.runbook, named.params["region"]) == (FAILOVER_RUNBOOK, "ap-south")
+    both = decide(two_nodes(down=("us-east", "us-east-b")), "primary-failure")
+    assert (both.runbook, both.params["region"]) == (FAILOVER_RUNBOOK, "eu-west")
+
+
+def test_a_primary_that_answers_is_not_taken_over_in_its_region_without_force():
+    with pytest.raises(ConfigError, match="answers and accepts writes"):
+        decide(two_nodes(down=()), "primary-failure")
+    forced = decide(two_nodes(down=()), "primary-failure", force=True)
+    assert forced.runbook == FAILOVER_RUNBOOK and forced.params["mode"] == "planned"
