@@ -40,18 +40,6 @@ BASE_ENVVARS: dict[str, str] = {
     "ANSIBLE_FORCE_COLOR": "0",
 }
 
-#: Hosts a task runs on at once, unless ANSIBLE_FORKS says otherwise. Ansible's
-#: default, 5, runs a task on the lab's 9 hosts in two waves and on a zone of 12 app
-#: hosts in three; a task's time on a host is mostly waiting for it (Mitogen keeps
-#: one connection per host in its own process; a worker is a short-lived fork).
-FORKS = 20
-
-
-def forks_envvars(environ: Mapping[str, str]) -> dict[str, str]:
-    """ANSIBLE_FORKS for drkit's playbooks: FORKS, or nothing when the operator set it."""
-    return {} if "ANSIBLE_FORKS" in environ else {"ANSIBLE_FORKS": str(FORKS)}
-
-
 #: Set to 0 to run playbooks with Ansible's own linear strategy instead of Mitogen's.
 MITOGEN_ENV = "DRKIT_ANSIBLE_MITOGEN"
 
@@ -144,8 +132,7 @@ def runner_kwargs(
         "inventory": inventory,
         "quiet": True,
         "json_mode": False,
-        "envvars": {**BASE_ENVVARS, **forks_envvars(os.environ), **strategy_envvars(os.environ),
-                    **dict(envvars or {})},
+        "envvars": {**BASE_ENVVARS, **strategy_envvars(os.environ), **dict(envvars or {})},
     }
     if flags:
         kwargs["cmdline"] = shlex.join(flags)

@@ -11,15 +11,13 @@ from drkit.drivers.ansible import (
     BASE_ENVVARS,
     MITOGEN_ENV,
     _compact,
-    forks_envvars,
     play_timings,
     runner_kwargs,
     strategy_envvars,
 )
 
 BASE = {"playbook": "/p/site.yml", "inventory": "/i/hosts.yml", "private_data_dir": "/r/a"}
-ENVVARS = {**BASE_ENVVARS, "ANSIBLE_FORKS": "20"}
-EXPECTED_BASE = {**BASE, "quiet": True, "json_mode": False, "envvars": ENVVARS}
+EXPECTED_BASE = {**BASE, "quiet": True, "json_mode": False, "envvars": BASE_ENVVARS}
 
 KWARGS_TABLE = [
     ({}, {}),
@@ -37,9 +35,9 @@ KWARGS_TABLE = [
     ({"timeout": 90.4}, {"timeout": 90}),
     ({"timeout": 0.2}, {"timeout": 1}),
     ({"envvars": {"AWS_DEFAULT_REGION": "eu-west-1"}},
-     {"envvars": {**ENVVARS, "AWS_DEFAULT_REGION": "eu-west-1"}}),
+     {"envvars": {**BASE_ENVVARS, "AWS_DEFAULT_REGION": "eu-west-1"}}),
     ({"envvars": {"ANSIBLE_NOCOLOR": "0"}},
-     {"envvars": {**ENVVARS, "ANSIBLE_NOCOLOR": "0"}}),
+     {"envvars": {**BASE_ENVVARS, "ANSIBLE_NOCOLOR": "0"}}),
 ]
 
 
@@ -47,7 +45,6 @@ KWARGS_TABLE = [
                          ids=[str(i) for i in range(len(KWARGS_TABLE))])
 def test_runner_kwargs(given, expected, monkeypatch):
     monkeypatch.setenv(MITOGEN_ENV, "0")
-    monkeypatch.delenv("ANSIBLE_FORKS", raising=False)
     assert runner_kwargs(**BASE, **given) == {**EXPECTED_BASE, **expected}
 
 
@@ -95,11 +92,6 @@ EVENT_TABLE = [
                          ids=[str(i) for i in range(len(EVENT_TABLE))])
 def test_compact_events(event, compact):
     assert _compact(event) == compact
-
-
-def test_playbooks_run_20_hosts_at_once_unless_the_operator_set_forks():
-    assert forks_envvars({}) == {"ANSIBLE_FORKS": "20"}
-    assert forks_envvars({"ANSIBLE_FORKS": "50"}) == {}
 
 
 def test_playbooks_run_with_mitogen_unless_turned_off():
