@@ -49,7 +49,7 @@ def decide_failover(topo: dict[str, Any], *, scenario: str, target_region: str,
                     synchronous_regions: list[str]) -> Decision:
     """primary-failure and region-failure: the region whose replica is promoted."""
     nodes = topo["nodes"]
-    regions = sorted({n["region"] for k, n in nodes.items()})
+    regions = sorted({n["region"] for n in nodes.values()})
     current = topo["primary_region"]  # answers as primary, else None
     failed = current or topo["dns_primary_region"] or "the primary's region"
     if len(topo.get("primaries", [])) > 1:
@@ -148,7 +148,7 @@ def _standby(nodes: dict[str, Any], failed: str, synchronous_regions: list[str])
     outside = {k: n for k, n in nodes.items()
                if n["region"] != failed and n.get("role") == "replica"}
     for region in synchronous_regions:
-        if any(n["region"] == region for k, n in outside.items()):
+        if any(n["region"] == region for n in outside.values()):
             return region
     best = min(outside, key=lambda k: outside[k].get("lag_bytes") or 0, default=None)
     return outside[best]["region"] if best else None
@@ -156,6 +156,6 @@ def _standby(nodes: dict[str, Any], failed: str, synchronous_regions: list[str])
 
 def _replicas(nodes: dict[str, Any], failed: str) -> str:
     """The other regions with a replica that answers."""
-    found = {n["region"] for k, n in nodes.items()
+    found = {n["region"] for n in nodes.values()
              if n["region"] != failed and n.get("role") == "replica"}
     return ", ".join(sorted(found)) or "none"

@@ -46,8 +46,8 @@ def assess(topo: dict[str, Any], *, region: str, force: bool) -> dict[str, Any]:
         "fence_region": old if old and old != region else "",
         "remaining_replicas": replica_regions(topo, exclude=(region, old)),
         # Regions none of whose nodes answers.
-        "lost_regions": sorted({n["region"] for k, n in nodes.items()}
-                               - {n["region"] for k, n in nodes.items()
+        "lost_regions": sorted({n["region"] for n in nodes.values()}
+                               - {n["region"] for n in nodes.values()
                                   if n.get("role") in ("primary", "replica")}),
         # The history to follow: the newest timeline a node that answers is on
         # ('' with none: the newest the archive holds).
@@ -57,7 +57,7 @@ def assess(topo: dict[str, Any], *, region: str, force: bool) -> dict[str, Any]:
 
 
 def _in_region(nodes: dict[str, Any], region: str) -> list[dict[str, Any]]:
-    return [n for k, n in nodes.items() if n["region"] == region]
+    return [n for n in nodes.values() if n["region"] == region]
 
 
 @probe("rebuild.readiness")
